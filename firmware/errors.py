@@ -44,3 +44,47 @@ class BundleError(FirmwareError):
     @property
     def exit_code(self) -> int:
         return 20 + int(self.reason)
+
+
+class BoardFileError(FirmwareError):
+    """A board file (``boards/*.toml``) is missing, not TOML, or has a key of the wrong type.
+
+    The message names the file, the dotted key, the expected type and what was found.
+    """
+
+    def __init__(self, path, key: str, message: str):
+        self.path = str(path)
+        self.key = key
+        super().__init__(f"{self.path}: {key + ': ' if key else ''}{message}")
+
+
+class ReasonError(FirmwareError):
+    """A firmware error with a machine-readable ``reason`` (snake_case) beside its message.
+
+    The serial server maps ``reason`` to a protocol status; the host prints the message.
+    """
+
+    def __init__(self, reason: str, message: str):
+        self.reason = reason
+        super().__init__(message)
+
+
+class SlotError(ReasonError):
+    """A slot write, slot table or flash request was refused (e.g. ``no_flash_in_progress``,
+    ``hash_mismatch``, ``slot_busy``, ``offset_mismatch``, ``size_exceeded``, ``bundle_invalid``)."""
+
+
+class GalleryError(ReasonError):
+    """A gallery request was refused (``unknown_name``, ``bad_name``, ``bad_embedding``)."""
+
+
+class EnrollError(ReasonError):
+    """Enrolment failed (``no_face``, ``several_faces``, ``no_model`` in recovery, ``timeout``)."""
+
+
+class CameraError(ReasonError):
+    """The camera could not be opened (``camera_unavailable``, ``bad_source``)."""
+
+
+class NotRunningError(ReasonError):
+    """The request needs a loaded model, and the board is in the recovery state (``recovery``)."""
