@@ -88,3 +88,11 @@ class CameraError(ReasonError):
 
 class NotRunningError(ReasonError):
     """The request needs a loaded model, and the board is in the recovery state (``recovery``)."""
+
+
+class DetectError(FirmwareError):
+    """Face detection got an input it cannot use (wrong dtype/shape, empty frame) or no cascade."""
+
+
+class AlignError(FirmwareError):
+    """Alignment geometry got an input it cannot use: a bad frame, window or correction."""
