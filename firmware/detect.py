@@ -1,0 +1,186 @@
+"""Face detection on the board: OpenCV's shipped Haar cascade, boxes in frame pixels.
+
+One job: frame (BGR or grey uint8, any size) -> list of ``FaceBox`` (x, y, w, h in frame pixels,
+with a confidence score), plus ``face_window(box)``, the first guess of where the canonical
+112x112 face frame (``wearface.firmware.align``) lies in the frame.  numpy + OpenCV only.
+
+Which cascade, and the box -> frame constants, were measured on LFW; see ``docs/ALIGNMENT.md``.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, replace
+
+import cv2
+import numpy as np
+
+from .align import FRAME_SIZE, window_from_params
+from .errors import DetectError
+
+#: Cascades shipped with opencv-python in ``cv2.data.haarcascades`` that were compared (no LBP
+#: cascades are shipped with the pip wheels).
+FRONTAL_CASCADES = (
+    "haarcascade_frontalface_default.xml",
+    "haarcascade_frontalface_alt.xml",
+    "haarcascade_frontalface_alt2.xml",
+    "haarcascade_frontalface_alt_tree.xml",
+)
+
+# --- box -> canonical frame (measured; see docs/ALIGNMENT.md "Box to frame") -------------------
+#: The canonical frame's centre minus the box centre, in box widths (x, y), and the canonical
+#: frame's width (112 canonical px) in box widths.  Medians over LFW128 images pasted into
+#: larger grey frames at several scales, for the default cascade and settings.  Measured with:
+#: ``python3 bench/measure_box_frame.py --data ../shared/data`` (prints these three numbers).
+# PROVISIONAL (identity mapping) until the measurement is committed.
+BOX_TO_FRAME_DX = 0.0
+BOX_TO_FRAME_DY = 0.0
+BOX_TO_FRAME_WIDTH = 1.0
+
+
+@dataclass(frozen=True)
+class DetectorSettings:
+    """Cascade detector settings.
+
+    ``cascade``: file name in ``cv2.data.haarcascades`` or a path to a cascade XML.
+    ``scale_factor``: image pyramid step (>1; 1.1 = 10% per level; larger is faster, misses more).
+    ``min_neighbors``: overlapping raw hits needed to keep a box (higher = fewer false faces).
+    ``min_size_px``: smallest face box side, in *frame* pixels (before ``downscale``).
+    ``max_size_px``: largest face box side in frame pixels, 0 = no limit.
+    ``downscale``: the grey frame is shrunk by this factor (>= 1) before detection, for speed;
+    boxes are returned in full-frame pixels.  ``equalize``: histogram-equalise the grey frame.
+    """
+
+    cascade: str = "haarcascade_frontalface_default.xml"
+    scale_factor: float = 1.1
+    min_neighbors: int = 5
+    min_size_px: int = 40
+    max_size_px: int = 0
+    downscale: float = 1.0
+    equalize: bool = True
+
+    def validated(self) -> "DetectorSettings":
+        if not (self.scale_factor > 1.0 and math.isfinite(self.scale_factor)):
+            raise DetectError(f"scale_factor must be > 1, got {self.scale_factor!r}")
+        if self.min_neighbors < 0:
+            raise DetectError(f"min_neighbors must be >= 0, got {self.min_neighbors!r}")
+        if self.min_size_px < 1 or self.max_size_px < 0:
+            raise DetectError(f"min_size_px must be >= 1 and max_size_px >= 0, got {self.min_size_px}, {self.max_size_px}")
+        if not (self.downscale >= 1.0 and math.isfinite(self.downscale)):
+            raise DetectError(f"downscale must be >= 1, got {self.downscale!r}")
+        return self
+
+
+@dataclass(frozen=True)
+class FaceBox:
+    """A detected face: top-left ``x``, ``y`` and size ``w``, ``h`` in frame pixels (floats when
+    ``downscale`` > 1), and ``score``: the number of raw cascade hits merged into the box (more
+    = more confident; comparable only between detections with the same settings)."""
+
+    x: float
+    y: float
+    w: float
+    h: float
+    score: float
+
+    @property
+    def centre(self) -> tuple[float, float]:
+        """Box centre in frame pixel coordinates (pixel centres at integers)."""
+        return self.x + self.w / 2.0 - 0.5, self.y + self.h / 2.0 - 0.5
+
+
+def face_window(box, dx: float = None, dy: float = None, width: float = None) -> np.ndarray:
+    """The window (2, 3) float64, canonical 112 px -> frame px (see ``align``) that the box
+    implies: upright, centre = box centre + (dx, dy) box widths, canonical width = ``width``
+    box widths.  Defaults are the measured ``BOX_TO_FRAME_*`` constants.  ``box`` is a
+    ``FaceBox`` or any (x, y, w, h)."""
+    dx = BOX_TO_FRAME_DX if dx is None else dx
+    dy = BOX_TO_FRAME_DY if dy is None else dy
+    width = BOX_TO_FRAME_WIDTH if width is None else width
+    if isinstance(box, FaceBox):
+        x, y, w, h = box.x, box.y, box.w, box.h
+    else:
+        try:
+            x, y, w, h = (float(v) for v in box)
+        except (TypeError, ValueError):
+            raise DetectError(f"box must be a FaceBox or (x, y, w, h), got {box!r}") from None
+    if not (w > 0 and h > 0 and all(math.isfinite(v) for v in (x, y, w, h))):
+        raise DetectError(f"box must have positive finite size, got {(x, y, w, h)}")
+    cx = x + w / 2.0 - 0.5 + dx * w
+    cy = y + h / 2.0 - 0.5 + dy * w
+    return window_from_params((cx, cy), width * w / FRAME_SIZE, 0.0)
+
+
+def _cascade_path(name: str) -> str:
+    if os.path.sep in name or os.path.isfile(name):
+        return name
+    return os.path.join(cv2.data.haarcascades, name)
+
+
+def to_grey(frame) -> np.ndarray:
+    """uint8 (H, W) grey from a uint8 (H, W, 3) BGR, (H, W, 4) BGRA, (H, W, 1) or (H, W) frame."""
+    if not isinstance(frame, np.ndarray):
+        raise DetectError(f"frame must be a numpy array, got {type(frame).__name__}")
+    if frame.dtype != np.uint8:
+        raise DetectError(f"frame must be uint8, got {frame.dtype}")
+    if frame.ndim == 3 and frame.shape[2] == 1:
+        frame = frame[:, :, 0]
+    if frame.ndim == 2:
+        grey = frame
+    elif frame.ndim == 3 and frame.shape[2] == 3:
+        grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+    elif frame.ndim == 3 and frame.shape[2] == 4:
+        grey = cv2.cvtColor(frame, cv2.COLOR_BGRA2GRAY)
+    else:
+        raise DetectError(f"frame must be (H, W), (H, W, 1), (H, W, 3) BGR or (H, W, 4) BGRA, got shape {frame.shape}")
+    if grey.shape[0] == 0 or grey.shape[1] == 0:
+        raise DetectError(f"frame is empty: shape {frame.shape}")
+    return np.ascontiguousarray(grey)
+
+
+class FaceDetector:
+    """A loaded cascade with its settings.  ``detect(frame)`` -> boxes, best first.
+
+    Not thread-safe (OpenCV's CascadeClassifier is not); make one per thread.
+    """
+
+    def __init__(self, settings: DetectorSettings | None = None, **overrides):
+        settings = settings or DetectorSettings()
+        if overrides:
+            settings = replace(settings, **overrides)
+        self.settings = settings.validated()
+        path = _cascade_path(self.settings.cascade)
+        if not os.path.isfile(path):
+            raise DetectError(f"cascade {self.settings.cascade!r} not found (looked at {path})")
+        self._cascade = cv2.CascadeClassifier(path)
+        if self._cascade.empty():
+            raise DetectError(f"cascade {path} could not be loaded (not an OpenCV cascade XML?)")
+
+    def detect(self, frame) -> list[FaceBox]:
+        """Faces in ``frame`` (uint8 BGR/BGRA/grey, any size) as ``FaceBox``es in frame pixels,
+        sorted by score (then size), best first.  DetectError for an unusable frame."""
+        s = self.settings
+        grey = to_grey(frame)
+        f = s.downscale
+        if f > 1.0:
+            size = (max(int(round(grey.shape[1] / f)), 1), max(int(round(grey.shape[0] / f)), 1))
+            grey = cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
+            fx, fy = frame.shape[1] / size[0], frame.shape[0] / size[1]
+        else:
+            fx = fy = 1.0
+        if s.equalize:
+            grey = cv2.equalizeHist(grey)
+        min_side = max(int(round(s.min_size_px / max(fx, fy))), 1)
+        max_side = int(round(s.max_size_px / min(fx, fy))) if s.max_size_px else 0
+        if min(grey.shape) < min_side:
+            return []
+        rects, neighbours = self._cascade.detectMultiScale2(
+            grey, scaleFactor=s.scale_factor, minNeighbors=s.min_neighbors,
+            minSize=(min_side, min_side), maxSize=(max_side, max_side) if max_side else (0, 0),
+        )
+        boxes = [
+            FaceBox(float(x * fx), float(y * fy), float(w * fx), float(h * fy), float(n))
+            for (x, y, w, h), n in zip(np.asarray(rects).reshape(-1, 4), np.asarray(neighbours).reshape(-1))
+        ]
+        boxes.sort(key=lambda b: (-b.score, -b.w))
+        return boxes
