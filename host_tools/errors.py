@@ -33,3 +33,57 @@ class NotAarch64BoardError(EmulationError):
 
 class UserlandBuildError(EmulationError):
     """apt, dpkg-deb or pip failed while building the arm64 userland; the message quotes the tool's output."""
+
+
+# --- serial link, flash, monitor, enroll (host_tools/link.py and neighbours): exit codes 10..17 ------------
+class LinkError(HostToolError):
+    """The serial port cannot be opened, or the board does not answer within the timeout and retries."""
+
+    exit_code = 10
+
+
+class BoardError(HostToolError):
+    """The board answered a request with a non-OK status; ``status`` (protocol.Status) and ``payload`` say why."""
+
+    exit_code = 11
+
+    def __init__(self, message: str, status=None, payload: dict | None = None):
+        super().__init__(message)
+        self.status = status
+        self.payload = payload or {}
+
+
+class NoFaceError(BoardError):
+    """Enrolment: the board found no face in an image."""
+
+    exit_code = 12
+
+
+class SeveralFacesError(BoardError):
+    """Enrolment: the board found more than one face in an image."""
+
+    exit_code = 13
+
+
+class UnknownNameError(BoardError):
+    """Gallery: no person of that name is enrolled."""
+
+    exit_code = 14
+
+
+class FlashRejectedError(BoardError):
+    """Flash: the board's own verification of the uploaded bundle failed (hash, signature, compatibility)."""
+
+    exit_code = 15
+
+
+class RollbackError(HostToolError):
+    """Flash: the board tried the new slot and rolled back to the previous one."""
+
+    exit_code = 16
+
+
+class ConfirmTimeoutError(HostToolError):
+    """Flash: the board did not confirm nor roll back the new slot within the timeout."""
+
+    exit_code = 17
