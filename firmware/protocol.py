@@ -121,6 +121,8 @@ class Frame:
     code: int
     status: int = 0
     payload: dict = field(default_factory=dict)
+    #: CRC-32 of the body as received (0 for frames built locally): with seq, identifies a resent request
+    crc: int = field(default=0, compare=False)
 
     @property
     def opcode(self) -> Opcode | int:
@@ -260,7 +262,7 @@ def decode_body(body: bytes) -> Frame:
         raise ProtocolError(f"frame: json_len {json_len} runs past the {len(content)}-byte body", Status.BAD_REQUEST)
     text = content[HEADER.size:HEADER.size + json_len]
     blob = content[HEADER.size + json_len:]
-    frame = Frame(Kind(kind), seq, code, status)
+    frame = Frame(Kind(kind), seq, code, status, crc=crc)
     frame.payload = unpack_payload(text, blob)  # may raise BAD_REQUEST; the header is still known
     return frame
 
