@@ -87,3 +87,21 @@ class ConfirmTimeoutError(HostToolError):
     """Flash: the board did not confirm nor roll back the new slot within the timeout."""
 
     exit_code = 17
+
+
+class KeyFileError(HostToolError):
+    """A signing key file is missing, unreadable or not an Ed25519 key (host_tools/keys.py)."""
+
+    exit_code = 4
+
+
+class BundleBuildError(HostToolError):
+    """The nets or settings given to the bundle builder cannot make a valid bundle."""
+
+    exit_code = 5
+
+
+class QuantizeError(HostToolError):
+    """A checkpoint or calibration set cannot be quantized (host_tools/quantize.py, tflite_export.py)."""
+
+    exit_code = 7
