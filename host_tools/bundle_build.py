@@ -25,7 +25,7 @@ import numpy as np
 from wearface.firmware import bundle as fmt
 from wearface.kernels import nets, qnet as qn
 
-from .errors import HostToolError
+from .errors import BundleBuildError
 from . import keys as keylib
 
 #: The default board family list of a development bundle: the families of boards/*.toml.
@@ -34,12 +34,6 @@ DEFAULT_COMPATIBLE = ["wearface-virtual", "wearface-a53", "wearface-a55"]
 CELEBA_TERMS = ("CelebA (Liu et al., ICCV 2015, MMLAB CUHK): the dataset's authors allow use for "
                 "non-commercial research purposes only; weights trained on it inherit that restriction.")
 GOLDEN_PER_NET = 2
-
-
-class BundleBuildError(HostToolError):
-    """The nets or settings given to the bundle builder cannot make a valid bundle."""
-
-    exit_code = 5
 
 
 # --- serialisation -----------------------------------------------------------------------------

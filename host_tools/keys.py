@@ -11,17 +11,11 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from .errors import HostToolError
+from .errors import KeyFileError
 
 REPO = Path(__file__).resolve().parents[1]
 DEV_PRIVATE_KEY = REPO / "keys" / "dev_ed25519.pem"
 DEV_PUBLIC_KEY = REPO / "keys" / "dev_ed25519.pub"
-
-
-class KeyFileError(HostToolError):
-    """A key file is missing, unreadable or not an Ed25519 key."""
-
-    exit_code = 4
 
 
 def generate() -> Ed25519PrivateKey:
