@@ -1,0 +1,257 @@
+"""Run a whole int8 net (``QuantizedNet``) on one image, with buffers allocated once.
+
+Imports numpy and numba only.  Backends (all bit-exact with each other, tested):
+
+* ``"exact_gemm"`` (default, fastest): integer convolutions summed by float32 sgemm where every
+  partial sum is an exactly representable integer (``exact_gemm.py`` states the bound); a
+  max-pool after a conv is applied to the accumulators before requantizing.
+* ``"int"``: pure-integer Numba kernels (``conv.py``, ``affine.py``, ``pool.py``); conv ->
+  [pool] -> 1x1 conv runs as one fused NIN-block kernel.
+* ``"reference"``: the plain-numpy specification (``reference.py``), slow.
+
+``Int8Runtime(qnet).run(image)`` returns the dequantized float32 output, L2-normalised for an
+``"embedding"`` net.  ``.trace(image)`` returns every layer's int8 output (the quantizer's drift
+report); ``.run_int8(image)`` the last layer's int8 output.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import affine as affine_k
+from . import conv as conv_k
+from . import exact_gemm as eg
+from . import nets, reference, validate
+from .errors import KernelError
+from .pool import max_pool
+from .qnet import QAffine, QConv, QFlatten, QMaxPool, QuantizedNet
+
+BACKENDS = ("exact_gemm", "int", "reference")
+DEFAULT_BACKEND = "exact_gemm"
+
+
+class _Plan:
+    """A list of steps; each step runs some layers and exposes its output buffer.
+
+    ``steps``: [(layer_names, fn, out_buffer)], fn() reads the previous step's buffer.
+    """
+
+    def __init__(self):
+        self.steps: list = []
+
+
+def _build_int_plan(qnet: QuantizedNet, rows: list, fuse: bool, inp: np.ndarray) -> _Plan:
+    plan = _Plan()
+    layers = qnet.layers
+    x = inp
+    i = 0
+    acc = np.empty(max([1] + [r.out_shape[-1] for r in rows]), dtype=np.int32)
+    while i < len(layers):
+        q, row = layers[i], rows[i]
+        if isinstance(q, QConv):
+            w = conv_k.pack_conv_weights(q.weights)
+            j = i + 1
+            pool = None
+            if fuse and j < len(layers) and isinstance(layers[j], QMaxPool):
+                pool, j = layers[j], j + 1
+            nxt = layers[j] if j < len(layers) else None
+            if fuse and isinstance(nxt, QConv) and nxt.spec.kernel == 1 and nxt.spec.stride == 1 and nxt.spec.padding == 0:
+                mid = np.empty(row.out_shape, np.int8)
+                pooled = np.empty(rows[i + 1].out_shape if pool else (1, 1, 1), np.int8)
+                out = np.empty(rows[j].out_shape, np.int8)
+                w2 = conv_k.pack_conv_weights(nxt.weights)
+                psize, pstride = (pool.spec.size, pool.spec.stride) if pool else (0, 1)
+
+                def fn(x=x, q=q, w=w, mid=mid, psize=psize, pstride=pstride, pooled=pooled, n=nxt, w2=w2, out=out):
+                    conv_k.nin_block_int8(
+                        x, w, q.bias, q.input_zero_point, q.spec.stride, q.spec.padding, q.multiplier, q.shift,
+                        q.output_zero_point, q.act_min, q.act_max, mid, psize, pstride, pooled,
+                        w2, n.bias, n.multiplier, n.shift, n.output_zero_point, n.act_min, n.act_max, acc, out)
+
+                names = [l.spec.name for l in layers[i : j + 1]]
+                plan.steps.append((names, fn, out))
+                x, i = out, j + 1
+                continue
+            out = np.empty(row.out_shape, np.int8)
+
+            def fn(x=x, q=q, w=w, out=out):
+                conv_k.conv_int8(x, w, q.bias, q.input_zero_point, q.spec.stride, q.spec.padding, q.multiplier,
+                                 q.shift, q.output_zero_point, q.act_min, q.act_max, acc, out)
+
+        elif isinstance(q, QMaxPool):
+            out = np.empty(row.out_shape, np.int8)
+
+            def fn(x=x, q=q, out=out):
+                max_pool(x, q.spec.size, q.spec.stride, out)
+
+        elif isinstance(q, QFlatten):
+            out = x.reshape(-1)
+
+            def fn():
+                pass
+
+        elif isinstance(q, QAffine):
+            w = affine_k.pack_affine_weights(q.weights)
+            out = np.empty(row.out_shape, np.int8)
+            xz = np.empty(row.in_shape, np.int16)
+
+            def fn(x=x, q=q, w=w, out=out, xz=xz):
+                affine_k.affine_int8(x, w, q.bias, q.input_zero_point, q.multiplier, q.shift, q.output_zero_point,
+                                     q.act_min, q.act_max, xz, out)
+
+        else:  # pragma: no cover - validate.check_qnet rejects it first
+            raise KernelError(f"unknown layer {type(q).__name__}")
+        plan.steps.append(([q.spec.name], fn, out))
+        x, i = out, i + 1
+    return plan
+
+
+def _build_gemm_plan(qnet: QuantizedNet, rows: list, fuse: bool, inp: np.ndarray) -> _Plan:
+    plan = _Plan()
+    layers = qnet.layers
+    x = inp  # float32 buffer of int8 values
+    i = 0
+    while i < len(layers):
+        q, row = layers[i], rows[i]
+        if isinstance(q, (QConv, QAffine)):
+            is_conv = isinstance(q, QConv)
+            wk = eg.pack_weights_kxo(q.weights)
+            beff = eg.bias_eff(q.bias, q.weights, q.input_zero_point)
+            k_total, o = wk.shape
+            chunks = eg.k_chunks(k_total)
+            if is_conv:
+                s = q.spec
+                oh, ow, _ = row.out_shape
+                m = oh * ow
+                if s.kernel == 1 and s.stride == 1 and s.padding == 0:
+                    cols = x.reshape(m, k_total)
+                    gather = None
+                else:
+                    cols = np.empty((m, k_total), np.float32)
+                    gather = (x, s.kernel, s.stride, s.padding, np.float32(q.input_zero_point), cols)
+            else:
+                m = 1
+                cols = x.reshape(1, k_total)
+                gather = None
+            acc_f = np.empty((len(chunks), m, o), np.float32)
+            gemms = [(cols[:, a:b], wk[a:b], acc_f[n]) for n, (a, b) in enumerate(chunks)]
+            pool = layers[i + 1] if fuse and is_conv and i + 1 < len(layers) and isinstance(layers[i + 1], QMaxPool) else None
+            rq = (beff, q.multiplier, q.shift, q.output_zero_point, q.act_min, q.act_max)
+            if pool is not None:
+                out = np.empty(rows[i + 1].out_shape, np.float32)
+                tail = (oh, ow) + rq + (pool.spec.size, pool.spec.stride, out)
+
+                def fn(gather=gather, gemms=gemms, acc_f=acc_f, tail=tail):
+                    if gather is not None:
+                        eg.im2col(*gather)
+                    for a, b, c in gemms:
+                        np.matmul(a, b, out=c)
+                    eg.requant_pool(acc_f, *tail)
+
+                plan.steps.append(([q.spec.name, pool.spec.name], fn, out))
+                x, i = out, i + 2
+                continue
+            out = np.empty(row.out_shape, np.float32)
+            out2d = out.reshape(m, o)
+
+            def fn(gather=gather, gemms=gemms, acc_f=acc_f, rq=rq, out2d=out2d):
+                if gather is not None:
+                    eg.im2col(*gather)
+                for a, b, c in gemms:
+                    np.matmul(a, b, out=c)
+                eg.requant(acc_f, *rq, out2d)
+
+        elif isinstance(q, QMaxPool):
+            out = np.empty(row.out_shape, np.float32)
+
+            def fn(x=x, q=q, out=out):
+                max_pool(x, q.spec.size, q.spec.stride, out)
+
+        elif isinstance(q, QFlatten):
+            out = x.reshape(-1)
+
+            def fn():
+                pass
+
+        else:  # pragma: no cover
+            raise KernelError(f"unknown layer {type(q).__name__}")
+        plan.steps.append(([q.spec.name], fn, out))
+        x, i = out, i + 1
+    return plan
+
+
+class Int8Runtime:
+    """Runs one ``QuantizedNet``; validates it once and preallocates every buffer.
+
+    ``run(image_uint8)``: image uint8 (H, W, 3) RGB = ``spec.input_shape`` -> float32 output,
+    dequantized as ``(q - output_zero_point) * output_scale``; an ``"embedding"`` net's output is
+    then L2-normalised.  Not thread-safe (shared buffers); one runtime per thread.
+    """
+
+    def __init__(self, qnet: QuantizedNet, backend: str = DEFAULT_BACKEND):
+        if backend not in BACKENDS:
+            raise KernelError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
+        self.rows = validate.check_qnet(qnet)
+        self.qnet = qnet
+        self.spec = qnet.spec
+        self.backend = backend
+        self._plans: dict = {}
+        if backend == "exact_gemm":
+            self._input = np.empty(self.spec.input_shape, np.float32)
+        else:
+            self._input = np.empty(self.spec.input_shape, np.int8)
+        self._plan(fuse=True)
+
+    def _plan(self, fuse: bool) -> _Plan:
+        if fuse not in self._plans:
+            if self.backend == "exact_gemm":
+                self._plans[fuse] = _build_gemm_plan(self.qnet, self.rows, fuse, self._input)
+            elif self.backend == "int":
+                self._plans[fuse] = _build_int_plan(self.qnet, self.rows, fuse, self._input)
+            else:
+                self._plans[fuse] = None
+        return self._plans[fuse]
+
+    def _load_input(self, image_uint8: np.ndarray) -> None:
+        validate.check_array(image_uint8, self.spec.input_shape, np.uint8, f"net {self.spec.name} input image")
+        np.subtract(image_uint8, nets.INPUT_ZERO_POINT, out=self._input, casting="unsafe", dtype=np.int16)
+
+    def run_int8(self, image_uint8: np.ndarray) -> np.ndarray:
+        """The last layer's int8 output (a copy)."""
+        self._load_input(image_uint8)
+        if self.backend == "reference":
+            x = self._input
+            for q in self.qnet.layers:
+                x = reference.run_layer(q, x)
+            return x.copy()
+        plan = self._plan(True)
+        for _, fn, _ in plan.steps:
+            fn()
+        return plan.steps[-1][2].astype(np.int8)
+
+    def run(self, image_uint8: np.ndarray) -> np.ndarray:
+        """Dequantized float32 output; L2-normalised for an embedding net."""
+        q = self.run_int8(image_uint8)
+        y = (q.astype(np.float32) - np.float32(self.qnet.output_zero_point)) * np.float32(self.qnet.output_scale)
+        if self.spec.output == "embedding":
+            y /= np.float32(max(float(np.linalg.norm(y)), 1e-12))
+        return y
+
+    def trace(self, image_uint8: np.ndarray) -> list:
+        """Every layer's int8 output in layer order: [(layer_name, int8 array copy), ...]."""
+        self._load_input(image_uint8)
+        if self.backend == "reference":
+            outs, x = [], self._input
+            for q in self.qnet.layers:
+                x = reference.run_layer(q, x)
+                outs.append((q.spec.name, x.copy()))
+            return outs
+        outs = []
+        for names, fn, buf in self._plan(False).steps:
+            fn()
+            outs.append((names[-1], buf.astype(np.int8)))
+        return outs
+
+
+def run_int8(qnet: QuantizedNet, image_uint8: np.ndarray, backend: str = DEFAULT_BACKEND) -> np.ndarray:
+    """One-shot: build an ``Int8Runtime`` and return ``run(image_uint8)`` (float32)."""
+    return Int8Runtime(qnet, backend).run(image_uint8)
