@@ -52,7 +52,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from wearface.kernels import nets, qnet as qn
+from wearface.kernels import nets, qnet as qn, validate
+from wearface.kernels.errors import KernelError
 
 from .errors import BundleError, BundleReason
 
@@ -471,6 +472,11 @@ def parse_manifest(container: Container) -> Bundle:
         r.fail(f"manifest format_version {version} differs from the header's {container.version}")
     r.load_tensors(manifest)
     qnets = {role: r.net(manifest, role) for role in NET_ROLES}
+    for role, net in qnets.items():
+        try:
+            validate.check_qnet(net)
+        except KernelError as exc:
+            r.fail(f"manifest nets.{role}: {exc}")
     if qnets["embed"].spec.output != "embedding" or qnets["align"].spec.output != "regression":
         r.fail("manifest nets: 'embed' must be an embedding net and 'align' a regression net")
     golden = r.golden(manifest, qnets)
@@ -526,31 +532,21 @@ def run_net(qnet: qn.QuantizedNet, image: np.ndarray) -> tuple[np.ndarray, np.nd
     """Run one uint8 (H, W, 3) image through the int8 runtime: (int8 output, float32 output).
 
     The float output is the int8 output dequantized with the net's output scale and zero point,
-    and L2-normalised for an embedding net.  Uses ``kernels.runtime``; where it is absent, the
-    plain-numpy ``kernels.reference`` (same integers, slower).
+    and L2-normalised for an embedding net (``dequantize_output``).
     """
-    try:
-        from wearface.kernels.runtime import Int8Runtime
-    except ImportError:
-        Int8Runtime = None
-    if Int8Runtime is not None:
-        runtime = Int8Runtime(qnet)
-        out_float = np.asarray(runtime.run(image), dtype=np.float32)
-        out_int8 = np.asarray(runtime.last_output_int8, dtype=np.int8)
-        return out_int8, out_float
-    from wearface.kernels import reference
+    from wearface.kernels.runtime import Int8Runtime
 
-    out_int8 = reference.forward_trace(qnet, np.asarray(image, dtype=np.uint8))[-1]
+    out_int8 = np.asarray(Int8Runtime(qnet).run_int8(np.asarray(image)), dtype=np.int8)
     return out_int8, dequantize_output(qnet, out_int8)
 
 
 def dequantize_output(qnet: qn.QuantizedNet, out_int8: np.ndarray) -> np.ndarray:
-    """int8 output -> float32 ``scale * (q - zero_point)``, L2-normalised for an embedding net."""
-    out = (out_int8.astype(np.float32) - np.float32(qnet.output_zero_point)) * np.float32(qnet.output_scale)
+    """int8 output -> float32 ``(q - zero_point) * scale``, L2-normalised for an embedding net
+    (the same float32 arithmetic as ``Int8Runtime.run``)."""
+    y = (out_int8.astype(np.float32) - np.float32(qnet.output_zero_point)) * np.float32(qnet.output_scale)
     if qnet.spec.output == "embedding":
-        norm = np.float32(np.sqrt(np.sum(out * out, dtype=np.float32)))
-        out = out / max(norm, np.float32(1e-12))
-    return out.astype(np.float32)
+        y /= np.float32(max(float(np.linalg.norm(y)), 1e-12))
+    return y
 
 
 def run_golden(bundle: Bundle, name: str = "bundle") -> None:

@@ -1,0 +1,230 @@
+"""Post-training quantization of trained checkpoints, and how far the int8 net drifts from the float one.
+
+One job: torch checkpoint -> float weights (``torch_nets.export_float_weights``, BatchNorm folded)
+-> ``kernels.ptq.quantize_net`` calibrated on real face crops -> ``QuantizedNet``; then reports:
+per-layer cosine float vs int8 (table + PNG) and LFW View 2 accuracy float vs int8 through the
+exact int8 runtime.  torch is imported inside the functions that need it.
+
+Calibration crops come from CelebA in the LFW128 frame (``celeba/celeba_wild128.zip``, never LFW,
+which is the test set), rendered through ``firmware.align`` exactly as the board renders them:
+the embedding input is the canonical 112x112 frame, the alignment input the 50x50 view of
+canonical [-8, 120)^2, with a small random window jitter (the alignment net sees misplaced windows).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from wearface.kernels import nets, qnet as qn
+
+from .errors import QuantizeError
+
+CALIBRATION_SOURCE = "wild"
+#: window jitter of the alignment net's calibration crops: shift (canonical px), angle (rad), scale
+ALIGN_JITTER = (6.0, math.radians(12.0), 0.06)
+
+
+@dataclass
+class FloatNet:
+    """A trained net as numpy: ``weights`` {layer name: (W, b)} (conv OHWI, affine (O, I) NHWC order)."""
+
+    spec: nets.NetSpec
+    weights: dict
+    checkpoint: dict
+    path: str
+
+
+def load_float_net(path: str | Path) -> FloatNet:
+    """Read a training checkpoint (``config.net``, ``model`` state dict) and fold it to float weights."""
+    from .errors import DataError
+    from .evaluate import load_checkpoint_model
+    from .torch_nets import export_float_weights
+
+    try:
+        model, ckpt = load_checkpoint_model(path)
+    except DataError as exc:
+        raise QuantizeError(str(exc)) from None
+    spec = nets.get_net(ckpt["config"]["net"])
+    return FloatNet(spec, export_float_weights(model), ckpt, str(path))
+
+
+def calibration_images(data_root: str | Path, spec: nets.NetSpec, count: int, seed: int = 0,
+                       offset: int = 0) -> list:
+    """``count`` uint8 (H, W, 3) RGB inputs for ``spec`` (112x112 embedding or 50x50 alignment crops).
+
+    Taken every-so-often through the CelebA wild index (deterministic for ``seed``), starting at ``offset``.
+    """
+    from wearface.firmware import align
+
+    from .align_data import ImageZip, read_index
+
+    items = read_index(data_root, CALIBRATION_SOURCE)
+    if not items:
+        raise QuantizeError(f"{data_root}: no calibration images in source {CALIBRATION_SOURCE!r}")
+    rng = np.random.default_rng(seed)
+    picks = rng.permutation(len(items))[offset: offset + count]
+    images = []
+    zf = ImageZip(data_root, CALIBRATION_SOURCE)
+    try:
+        for i in picks:
+            frame = zf.read(items[i].path)
+            centre = 8.0 + align.FRAME_CENTRE  # the LFW128 frame: canonical (0, 0) at stored pixel (8, 8)
+            if spec.output == "regression":
+                shift, angle, scale = ALIGN_JITTER
+                window = align.window_from_params(
+                    (centre + rng.uniform(-shift, shift), centre + rng.uniform(-shift, shift)),
+                    1.0 + rng.uniform(-scale, scale), rng.uniform(-angle, angle))
+                images.append(align.alignment_input(frame, window))
+            else:
+                images.append(align.embedding_input(frame, align.window_from_params((centre, centre), 1.0)))
+    finally:
+        zf.close()
+    for im in images:
+        if im.shape != tuple(spec.input_shape):
+            raise QuantizeError(f"calibration crop is {im.shape}, net {spec.name} wants {spec.input_shape}")
+    return images
+
+
+def quantize_float_net(fnet: FloatNet, images: list, method: str = "percentile") -> qn.QuantizedNet:
+    from wearface.kernels.ptq import quantize_net
+
+    qnet = quantize_net(fnet.spec, fnet.weights, images, method)
+    qnet.metadata.update({"checkpoint": Path(fnet.path).name, "calibration_source": f"celeba {CALIBRATION_SOURCE}"})
+    return qnet
+
+
+def quantize_checkpoint(path: str | Path, data_root: str | Path, count: int = 128, method: str = "percentile",
+                        seed: int = 0) -> tuple[qn.QuantizedNet, FloatNet]:
+    """Checkpoint -> (int8 net, float net), calibrated on ``count`` real face crops."""
+    fnet = load_float_net(path)
+    return quantize_float_net(fnet, calibration_images(data_root, fnet.spec, count, seed), method), fnet
+
+
+# --- running the int8 net ------------------------------------------------------------------------
+
+def int8_trace(qnet: qn.QuantizedNet, image: np.ndarray) -> list:
+    """Every layer's int8 output for one uint8 image, in layer order (``Int8Runtime.trace``)."""
+    from wearface.kernels.runtime import Int8Runtime
+
+    by_name = dict(Int8Runtime(qnet).trace(image))
+    if not all(q.spec.name in by_name for q in qnet.layers):  # a backend that fuses layers in its trace
+        by_name = dict(Int8Runtime(qnet, backend="reference").trace(image))
+    return [by_name[q.spec.name] for q in qnet.layers]
+
+
+def int8_embedder(qnet: qn.QuantizedNet):
+    """``embed(images (N, H, W, 3) uint8) -> (N, D) float32`` through the int8 runtime (as the board)."""
+    from wearface.kernels.runtime import Int8Runtime
+
+    runtime = Int8Runtime(qnet)
+
+    def embed(images: np.ndarray) -> np.ndarray:
+        return np.stack([np.asarray(runtime.run(np.ascontiguousarray(im)), np.float32) for im in images])
+
+    return embed
+
+
+# --- drift report --------------------------------------------------------------------------------
+
+@dataclass
+class DriftRow:
+    """Cosine similarity of one layer's float output and its dequantized int8 output, over the images."""
+
+    layer: str
+    kind: str
+    out_shape: tuple
+    cosine_mean: float
+    cosine_min: float
+
+
+def layer_drift(fnet: FloatNet, qnet: qn.QuantizedNet, images: list) -> list[DriftRow]:
+    """Per layer: cosine(float reference output, (int8 - zero_point) * scale) with each net fed its own
+    previous outputs, so the figures show the drift accumulated up to that layer."""
+    from wearface.kernels import float_ref
+
+    per_layer: list[list[float]] = [[] for _ in qnet.layers]
+    for image in images:
+        floats = float_ref.forward_trace(fnet.spec, fnet.weights, image)
+        ints = int8_trace(qnet, image)
+        scale, zp = qnet.input_scale, qnet.input_zero_point
+        for i, (q, f, x) in enumerate(zip(qnet.layers, floats, ints)):
+            if isinstance(q, (qn.QConv, qn.QAffine)):
+                scale, zp = q.output_scale, q.output_zero_point
+            deq = (np.asarray(x, np.float64) - zp) * scale
+            f = np.asarray(f, np.float64).reshape(-1)
+            deq = deq.reshape(-1)
+            denom = np.linalg.norm(f) * np.linalg.norm(deq)
+            per_layer[i].append(float(f @ deq / denom) if denom > 0 else float(np.array_equal(f, deq)))
+    rows = []
+    for q, row, values in zip(qnet.layers, nets.iter_counts(fnet.spec), per_layer):
+        rows.append(DriftRow(q.spec.name, type(q.spec).__name__, row.out_shape, float(np.mean(values)),
+                             float(np.min(values))))
+    return rows
+
+
+def drift_table(rows: list[DriftRow]) -> str:
+    lines = [f"| layer | type | output | cosine mean | cosine min |", "|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r.layer} | {r.kind} | {'x'.join(map(str, r.out_shape))} | {r.cosine_mean:.5f} | "
+                     f"{r.cosine_min:.5f} |")
+    return "\n".join(lines)
+
+
+def save_drift_png(rows: list[DriftRow], path: str | Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.45 * len(rows)), 3.6), dpi=100)
+    x = np.arange(len(rows))
+    ax.plot(x, [r.cosine_mean for r in rows], "o-", label="mean")
+    ax.plot(x, [r.cosine_min for r in rows], "v--", label="min", alpha=0.7)
+    ax.set_xticks(x, [r.layer for r in rows], rotation=60, ha="right", fontsize=7)
+    ax.set_ylabel("cosine(float, int8)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+# --- LFW accuracy --------------------------------------------------------------------------------
+
+def lfw_float_vs_int8(fnet: FloatNet, qnet: qn.QuantizedNet, data_root: str | Path, pair_stride: int = 1,
+                      progress: bool = False) -> dict:
+    """LFW View 2 (10 folds, threshold from the other 9) through the float checkpoint and the int8 runtime.
+
+    ``pair_stride`` > 1 keeps every n-th pair (all folds, both halves) for a quick look.
+    Returns {"float": VerificationResult, "int8": VerificationResult}.
+    """
+    import dataclasses
+
+    from . import data as D
+    from .evaluate import load_checkpoint_model, torch_embedder, verify_pairs
+
+    pairs_path, zip_path = _lfw_files(data_root)
+    pairs = D.read_pairs(pairs_path)
+    if pair_stride > 1:
+        pairs = dataclasses.replace(pairs, pairs=pairs.pairs[::pair_stride])
+    lfw = D.LfwImages(zip_path)
+    model, _ = load_checkpoint_model(fnet.path)
+    results = {}
+    for label, embed in (("float", torch_embedder(model)), ("int8", int8_embedder(qnet))):
+        res = verify_pairs(embed, pairs, lfw.crop112, batch=64, progress=progress)
+        results[label] = res
+    return results
+
+
+def _lfw_files(data_root) -> tuple[Path, Path]:
+    root = Path(data_root) / "lfw"
+    pairs, zip_path = root / "pairs.txt", root / "lfw128.zip"
+    for p in (pairs, zip_path):
+        if not p.is_file():
+            raise QuantizeError(f"{p}: LFW file missing (is --data the shared data folder?)")
+    return pairs, zip_path
+
