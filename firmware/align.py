@@ -54,8 +54,9 @@ LANDMARK_TEMPLATE = np.array(
 LANDMARK_NAMES = ("reye", "leye", "nose", "rmouth", "lmouth")
 
 #: Above this many source pixels per output pixel, the source region is first shrunk with
-#: INTER_AREA (bilinear sampling alone would alias).
-_MAX_LINEAR_STEP = 1.5
+#: INTER_AREA to one source pixel per output pixel (bilinear sampling alone aliases: a 1-px
+#: checkerboard seen at 1.4 px/px gave std 42 instead of ~0).
+_MAX_LINEAR_STEP = 1.0
 
 
 def window_from_params(centre_xy, scale: float, angle_rad: float = 0.0) -> np.ndarray:
@@ -103,9 +104,12 @@ def _to3(m: np.ndarray) -> np.ndarray:
 
 def correction_transform(correction) -> np.ndarray:
     """The canonical->canonical similarity ``T`` (2, 3) of a correction (dx, dy, angle_rad)."""
-    c = np.asarray(correction, dtype=np.float64).reshape(-1)
-    if c.shape != (3,) or not np.all(np.isfinite(c)):
-        raise AlignError(f"correction must be 3 finite numbers (dx, dy, angle_rad), got {np.asarray(correction).tolist()}")
+    try:
+        c = np.array(correction, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        c = None
+    if c is None or c.shape != (3,) or not np.all(np.isfinite(c)):
+        raise AlignError(f"correction must be 3 finite numbers (dx, dy, angle_rad), got {correction!r}")
     dx, dy, ang = c
     cos, sin = math.cos(ang), math.sin(ang)
     rot = np.array([[cos, -sin], [sin, cos]])
@@ -171,8 +175,8 @@ def _check_frame(frame_bgr) -> np.ndarray:
 
 def warp_to(frame_bgr: np.ndarray, out_to_frame: np.ndarray, size: int) -> np.ndarray:
     """Render a ``size`` x ``size`` RGB uint8 image whose pixel (x, y) shows frame point
-    ``out_to_frame @ (x, y, 1)``.  Bilinear; where one output pixel spans more than 1.5 frame
-    pixels, the needed region is first shrunk with INTER_AREA.  Outside the frame is black."""
+    ``out_to_frame @ (x, y, 1)``.  Bilinear; where one output pixel spans more than 1 frame
+    pixel, the needed region is first shrunk with INTER_AREA.  Outside the frame is black."""
     frame = _check_frame(frame_bgr)
     m = np.asarray(out_to_frame, dtype=np.float64)
     step = math.sqrt(abs(np.linalg.det(m[:, :2])))
