@@ -53,55 +53,51 @@ def bias_eff(bias: np.ndarray, weights: np.ndarray, input_zero_point: int) -> np
 
 
 @njit(cache=True)
-def im2col(x, kernel, stride, padding, pad_value, cols):
-    """x float32 (H, W, C) -> cols float32 (OH*OW, KH*KW*C), tap order (kh, kw, c).
+def im2col(xp_flat, wp, c, kernel, stride, oh_n, ow_n, cols):
+    """Padded input -> patches, no bounds checks.
 
-    Out-of-image taps get ``pad_value`` (the input zero point).
+    xp_flat: float32 (Hp*Wp*C,), a C-contiguous (Hp, Wp, C) buffer whose border already holds the
+    input zero point; cols: float32 (OH*OW, KH*KW*C), tap order (kh, kw, c).  Each (kh) row of a
+    patch is one contiguous span of KW*C floats of the input.
     """
-    h, w, c = x.shape
-    m, _ = cols.shape
-    ow_n = (w + 2 * padding - kernel) // stride + 1
-    pv = np.float32(pad_value)
-    for r in range(m):
-        oh = r // ow_n
-        ow = r - oh * ow_n
-        row = cols[r]
-        t = 0
-        for kh in range(kernel):
-            ih = oh * stride - padding + kh
-            for kw in range(kernel):
-                iw = ow * stride - padding + kw
-                if ih < 0 or ih >= h or iw < 0 or iw >= w:
-                    for ch in range(c):
-                        row[t + ch] = pv
-                else:
-                    src = x[ih, iw]
-                    for ch in range(c):
-                        row[t + ch] = src[ch]
-                t += c
+    span = kernel * c
+    for oh in range(oh_n):
+        for ow in range(ow_n):
+            row = cols[oh * ow_n + ow]
+            for kh in range(kernel):
+                off = ((oh * stride + kh) * wp + ow * stride) * c
+                t = kh * span
+                for e in range(span):
+                    row[t + e] = xp_flat[off + e]
     return cols
 
 
 @njit(cache=True, inline="always")
 def _requant_one(a, mult, shift, ozp, lo, hi):
     y = np.int32(mbqm(a, mult, shift) + np.int32(ozp))
-    if y < lo:
-        y = np.int32(lo)
-    elif y > hi:
-        y = np.int32(hi)
-    return np.float32(y)
+    return np.float32(min(max(y, np.int32(lo)), np.int32(hi)))
 
 
 @njit(cache=True)
 def requant(acc_f, bias_eff, multiplier, shift, output_zero_point, act_min, act_max, out):
-    """acc_f float32 (chunks, M, O) exact integer partial sums -> out float32 (M, O) int8 values."""
-    nch, m, o = acc_f.shape
-    for r in range(m):
-        for c in range(o):
-            a = np.int32(bias_eff[c])
-            for j in range(nch):
-                a = np.int32(a + np.int32(acc_f[j, r, c]))
-            out[r, c] = _requant_one(a, multiplier[c], shift[c], output_zero_point, act_min, act_max)
+    """acc_f float32 (chunks, OH*OW, O) exact integer partial sums -> out float32 (OH, OW, O).
+
+    ``out`` may be a strided view (the interior of the next conv's padded buffer).
+    """
+    nch, _, o = acc_f.shape
+    oh_n, ow_n, _ = out.shape
+    a = np.empty(o, dtype=np.int32)
+    for i in range(oh_n):
+        for j in range(ow_n):
+            r = i * ow_n + j
+            for c in range(o):
+                a[c] = np.int32(acc_f[0, r, c]) + bias_eff[c]
+            for k in range(1, nch):
+                for c in range(o):
+                    a[c] = np.int32(a[c] + np.int32(acc_f[k, r, c]))
+            dst = out[i, j]
+            for c in range(o):
+                dst[c] = _requant_one(a[c], multiplier[c], shift[c], output_zero_point, act_min, act_max)
     return out
 
 
@@ -112,6 +108,7 @@ def requant_pool(acc_f, oh_n, ow_n, bias_eff, multiplier, shift, output_zero_poi
     nch, _, o = acc_f.shape
     ph_n, pw_n, _ = out.shape
     best = np.empty(o, dtype=np.int32)
+    a = np.empty(o, dtype=np.int32)
     for i in range(ph_n):
         r0 = i * stride
         r1 = min(r0 + size, oh_n)
@@ -123,14 +120,19 @@ def requant_pool(acc_f, oh_n, ow_n, bias_eff, multiplier, shift, output_zero_poi
                 for s in range(c0, c1):
                     m = r * ow_n + s
                     for c in range(o):
-                        a = np.int32(0)
-                        for k in range(nch):
-                            a = np.int32(a + np.int32(acc_f[k, m, c]))
-                        if first or a > best[c]:
-                            best[c] = a
-                    first = False
+                        a[c] = np.int32(acc_f[0, m, c])
+                    for k in range(1, nch):
+                        for c in range(o):
+                            a[c] = np.int32(a[c] + np.int32(acc_f[k, m, c]))
+                    if first:
+                        for c in range(o):
+                            best[c] = a[c]
+                        first = False
+                    else:
+                        for c in range(o):
+                            best[c] = max(best[c], a[c])
             dst = out[i, j]
             for c in range(o):
-                a = np.int32(best[c] + bias_eff[c])
-                dst[c] = _requant_one(a, multiplier[c], shift[c], output_zero_point, act_min, act_max)
+                dst[c] = _requant_one(np.int32(best[c] + bias_eff[c]), multiplier[c], shift[c],
+                                      output_zero_point, act_min, act_max)
     return out

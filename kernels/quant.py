@@ -139,30 +139,21 @@ def requantize_ref(acc, multiplier, shift, output_zero_point: int, act_min: int,
 def mbqm(x, multiplier, shift):
     """Numba scalar ``MultiplyByQuantizedMultiplier`` (double rounding); int32 in, int32 out.
 
-    The one 64-bit step is the Q31 product, as in TFLite.
+    Branch-free (selects only) so that loops over channels vectorise; the one 64-bit step is the
+    Q31 product, as in TFLite.  ``multiplier >= 0``, so TFLite's INT32_MIN * INT32_MIN
+    saturation case cannot occur.
     """
-    left = shift if shift > 0 else 0
-    right = -shift if shift < 0 else 0
-    a = np.int64(x) << np.int64(left)
-    if a > INT32_MAX:
-        a = np.int64(INT32_MAX)
-    elif a < INT32_MIN:
-        a = np.int64(INT32_MIN)
+    left = np.int64(max(shift, 0))
+    right = np.int64(max(-shift, 0))
+    a = min(max(np.int64(x) << left, np.int64(INT32_MIN)), np.int64(INT32_MAX))
     ab = a * np.int64(multiplier)
-    if ab >= 0:
-        high = (ab + np.int64(1 << 30)) >> np.int64(31)
-    else:
-        high = -((np.int64((1 << 30) - 1) - ab) >> np.int64(31))
-    h = np.int32(high)
-    mask = np.int32((np.int64(1) << np.int64(right)) - 1)
-    rem = np.int32(h & mask)
-    thr = np.int32(mask >> np.int32(1))
-    if h < 0:
-        thr = np.int32(thr + np.int32(1))
-    out = np.int32(h >> np.int32(right))
-    if rem > thr:
-        out = np.int32(out + np.int32(1))
-    return out
+    t = ab + (np.int64(1 << 30) if ab >= 0 else np.int64(1 - (1 << 30)))
+    # C division by 2**31 truncates toward zero: add 2**31 - 1 to a negative t before the shift.
+    high = (t + ((t >> np.int64(63)) & np.int64(0x7FFFFFFF))) >> np.int64(31)
+    mask = (np.int64(1) << right) - np.int64(1)
+    rem = high & mask
+    thr = (mask >> np.int64(1)) - (high >> np.int64(63))  # +1 when high < 0
+    return np.int32((high >> right) + (np.int64(1) if rem > thr else np.int64(0)))
 
 
 @njit(cache=True)

@@ -39,10 +39,11 @@ class _Plan:
         self.steps: list = []
 
 
-def _build_int_plan(qnet: QuantizedNet, rows: list, fuse: bool, inp: np.ndarray) -> _Plan:
+def _build_int_plan(qnet: QuantizedNet, rows: list, fuse: bool) -> _Plan:
     plan = _Plan()
+    plan.input = np.empty(qnet.spec.input_shape, np.int8)
     layers = qnet.layers
-    x = inp
+    x = plan.input
     i = 0
     acc = np.empty(max([1] + [r.out_shape[-1] for r in rows]), dtype=np.int32)
     while i < len(layers):
@@ -105,40 +106,66 @@ def _build_int_plan(qnet: QuantizedNet, rows: list, fuse: bool, inp: np.ndarray)
     return plan
 
 
-def _build_gemm_plan(qnet: QuantizedNet, rows: list, fuse: bool, inp: np.ndarray) -> _Plan:
+def _padded_buffer(shape: tuple, consumer) -> tuple:
+    """float32 buffer for a tensor of ``shape`` as its consumer wants it: (full buffer, interior).
+
+    A padded conv consumer gets a (H+2p, W+2p, C) buffer whose border holds its input zero
+    point once and for all; the producer writes the interior view.
+    """
+    if isinstance(consumer, QConv) and consumer.spec.padding > 0:
+        p = consumer.spec.padding
+        h, w, c = shape
+        full = np.full((h + 2 * p, w + 2 * p, c), np.float32(consumer.input_zero_point), np.float32)
+        return full, full[p : p + h, p : p + w]
+    full = np.zeros(shape, np.float32)
+    return full, full
+
+
+def _build_gemm_plan(qnet: QuantizedNet, rows: list, fuse: bool) -> _Plan:
     plan = _Plan()
     layers = qnet.layers
-    x = inp  # float32 buffer of int8 values
-    i = 0
+    groups, i = [], 0
     while i < len(layers):
-        q, row = layers[i], rows[i]
+        if fuse and isinstance(layers[i], QConv) and i + 1 < len(layers) and isinstance(layers[i + 1], QMaxPool):
+            groups.append((i, i + 1))
+            i += 2
+        else:
+            groups.append((i,))
+            i += 1
+    x_full, plan.input = _padded_buffer(tuple(qnet.spec.input_shape), layers[0])
+    for g_index, group in enumerate(groups):
+        q, row = layers[group[0]], rows[group[0]]
+        last_row = rows[group[-1]]
+        consumer = layers[groups[g_index + 1][0]] if g_index + 1 < len(groups) else None
+        if isinstance(q, QFlatten):
+            out_full = out = x_full.reshape(-1)
+            fn = _noop
+        else:
+            out_full, out = _padded_buffer(last_row.out_shape, consumer)
         if isinstance(q, (QConv, QAffine)):
-            is_conv = isinstance(q, QConv)
             wk = eg.pack_weights_kxo(q.weights)
             beff = eg.bias_eff(q.bias, q.weights, q.input_zero_point)
             k_total, o = wk.shape
             chunks = eg.k_chunks(k_total)
-            if is_conv:
+            gather = None
+            if isinstance(q, QConv):
                 s = q.spec
                 oh, ow, _ = row.out_shape
                 m = oh * ow
                 if s.kernel == 1 and s.stride == 1 and s.padding == 0:
-                    cols = x.reshape(m, k_total)
-                    gather = None
+                    cols = x_full.reshape(m, k_total)
                 else:
                     cols = np.empty((m, k_total), np.float32)
-                    gather = (x, s.kernel, s.stride, s.padding, np.float32(q.input_zero_point), cols)
+                    gather = (x_full.reshape(-1), x_full.shape[1], x_full.shape[2], s.kernel, s.stride, oh, ow, cols)
             else:
-                m = 1
-                cols = x.reshape(1, k_total)
-                gather = None
+                oh = ow = m = 1
+                cols = x_full.reshape(1, k_total)
             acc_f = np.empty((len(chunks), m, o), np.float32)
-            gemms = [(cols[:, a:b], wk[a:b], acc_f[n]) for n, (a, b) in enumerate(chunks)]
-            pool = layers[i + 1] if fuse and is_conv and i + 1 < len(layers) and isinstance(layers[i + 1], QMaxPool) else None
+            gemms = tuple((cols[:, a:b], wk[a:b], acc_f[n]) for n, (a, b) in enumerate(chunks))
             rq = (beff, q.multiplier, q.shift, q.output_zero_point, q.act_min, q.act_max)
-            if pool is not None:
-                out = np.empty(rows[i + 1].out_shape, np.float32)
-                tail = (oh, ow) + rq + (pool.spec.size, pool.spec.stride, out)
+            if len(group) == 2:
+                pool = layers[group[1]].spec
+                tail = (oh, ow) + rq + (pool.size, pool.stride, out)
 
                 def fn(gather=gather, gemms=gemms, acc_f=acc_f, tail=tail):
                     if gather is not None:
@@ -146,37 +173,30 @@ def _build_gemm_plan(qnet: QuantizedNet, rows: list, fuse: bool, inp: np.ndarray
                     for a, b, c in gemms:
                         np.matmul(a, b, out=c)
                     eg.requant_pool(acc_f, *tail)
+            else:
+                tail = rq + (out.reshape(oh, ow, o),)
 
-                plan.steps.append(([q.spec.name, pool.spec.name], fn, out))
-                x, i = out, i + 2
-                continue
-            out = np.empty(row.out_shape, np.float32)
-            out2d = out.reshape(m, o)
-
-            def fn(gather=gather, gemms=gemms, acc_f=acc_f, rq=rq, out2d=out2d):
-                if gather is not None:
-                    eg.im2col(*gather)
-                for a, b, c in gemms:
-                    np.matmul(a, b, out=c)
-                eg.requant(acc_f, *rq, out2d)
+                def fn(gather=gather, gemms=gemms, acc_f=acc_f, tail=tail):
+                    if gather is not None:
+                        eg.im2col(*gather)
+                    for a, b, c in gemms:
+                        np.matmul(a, b, out=c)
+                    eg.requant(acc_f, *tail)
 
         elif isinstance(q, QMaxPool):
-            out = np.empty(row.out_shape, np.float32)
 
-            def fn(x=x, q=q, out=out):
+            def fn(x=x_full, q=q, out=out):
                 max_pool(x, q.spec.size, q.spec.stride, out)
 
-        elif isinstance(q, QFlatten):
-            out = x.reshape(-1)
-
-            def fn():
-                pass
-
-        else:  # pragma: no cover
+        elif not isinstance(q, QFlatten):  # pragma: no cover - validate.check_qnet rejects it first
             raise KernelError(f"unknown layer {type(q).__name__}")
-        plan.steps.append(([q.spec.name], fn, out))
-        x, i = out, i + 1
+        plan.steps.append(([layers[k].spec.name for k in group], fn, out))
+        x_full = out_full
     return plan
+
+
+def _noop():
+    pass
 
 
 class Int8Runtime:
@@ -195,35 +215,33 @@ class Int8Runtime:
         self.spec = qnet.spec
         self.backend = backend
         self._plans: dict = {}
-        if backend == "exact_gemm":
-            self._input = np.empty(self.spec.input_shape, np.float32)
-        else:
-            self._input = np.empty(self.spec.input_shape, np.int8)
         self._plan(fuse=True)
 
     def _plan(self, fuse: bool) -> _Plan:
         if fuse not in self._plans:
             if self.backend == "exact_gemm":
-                self._plans[fuse] = _build_gemm_plan(self.qnet, self.rows, fuse, self._input)
+                self._plans[fuse] = _build_gemm_plan(self.qnet, self.rows, fuse)
             elif self.backend == "int":
-                self._plans[fuse] = _build_int_plan(self.qnet, self.rows, fuse, self._input)
+                self._plans[fuse] = _build_int_plan(self.qnet, self.rows, fuse)
             else:
-                self._plans[fuse] = None
+                self._plans[fuse] = _Plan()
+                self._plans[fuse].input = np.empty(self.spec.input_shape, np.int8)
         return self._plans[fuse]
 
-    def _load_input(self, image_uint8: np.ndarray) -> None:
+    def _load_input(self, image_uint8: np.ndarray, plan: _Plan) -> np.ndarray:
+        """Check the image and write ``pixel - 128`` into the plan's input buffer (int8 or float32)."""
         validate.check_array(image_uint8, self.spec.input_shape, np.uint8, f"net {self.spec.name} input image")
-        np.subtract(image_uint8, nets.INPUT_ZERO_POINT, out=self._input, casting="unsafe", dtype=np.int16)
+        np.subtract(image_uint8, nets.INPUT_ZERO_POINT, out=plan.input, casting="unsafe", dtype=np.int16)
+        return plan.input
 
     def run_int8(self, image_uint8: np.ndarray) -> np.ndarray:
         """The last layer's int8 output (a copy)."""
-        self._load_input(image_uint8)
+        plan = self._plan(True)
+        x = self._load_input(image_uint8, plan)
         if self.backend == "reference":
-            x = self._input
             for q in self.qnet.layers:
                 x = reference.run_layer(q, x)
             return x.copy()
-        plan = self._plan(True)
         for _, fn, _ in plan.steps:
             fn()
         return plan.steps[-1][2].astype(np.int8)
@@ -238,15 +256,16 @@ class Int8Runtime:
 
     def trace(self, image_uint8: np.ndarray) -> list:
         """Every layer's int8 output in layer order: [(layer_name, int8 array copy), ...]."""
-        self._load_input(image_uint8)
+        plan = self._plan(False)
+        x = self._load_input(image_uint8, plan)
         if self.backend == "reference":
-            outs, x = [], self._input
+            outs = []
             for q in self.qnet.layers:
                 x = reference.run_layer(q, x)
                 outs.append((q.spec.name, x.copy()))
             return outs
         outs = []
-        for names, fn, buf in self._plan(False).steps:
+        for names, fn, buf in plan.steps:
             fn()
             outs.append((names[-1], buf.astype(np.int8)))
         return outs
