@@ -82,8 +82,10 @@ def load_public_key(path_or_text: str | os.PathLike) -> bytes:
 
 
 def write_keypair(private_path: str | os.PathLike, force: bool = False) -> tuple[Path, Path]:
-    """Generate a key; write ``<name>.pem`` (mode 0600) and ``<name>.pub`` (base64 raw public key)."""
+    """Generate a key; write ``<name>.pem`` (``.pem`` added if missing) (mode 0600) and ``<name>.pub`` (base64 raw public key)."""
     private_path = Path(private_path)
+    if private_path.suffix != ".pem":
+        private_path = private_path.with_name(private_path.name + ".pem")
     public_path = private_path.with_suffix(".pub")
     for p in (private_path, public_path):
         if p.exists() and not force:
