@@ -107,7 +107,7 @@ def _build_int_plan(qnet: QuantizedNet, rows: list, fuse: bool) -> _Plan:
 
 
 def _padded_buffer(shape: tuple, consumer) -> tuple:
-    """float32 buffer for a tensor of ``shape`` as its consumer wants it: (full buffer, interior).
+    """float32 buffer for a tensor of ``shape`` as its consumer wants it: (full, interior, pad).
 
     A padded conv consumer gets a (H+2p, W+2p, C) buffer whose border holds its input zero
     point once and for all; the producer writes the interior view.
@@ -116,9 +116,9 @@ def _padded_buffer(shape: tuple, consumer) -> tuple:
         p = consumer.spec.padding
         h, w, c = shape
         full = np.full((h + 2 * p, w + 2 * p, c), np.float32(consumer.input_zero_point), np.float32)
-        return full, full[p : p + h, p : p + w]
+        return full, full[p : p + h, p : p + w], p
     full = np.zeros(shape, np.float32)
-    return full, full
+    return full, full, 0
 
 
 def _build_gemm_plan(qnet: QuantizedNet, rows: list, fuse: bool) -> _Plan:
@@ -132,7 +132,7 @@ def _build_gemm_plan(qnet: QuantizedNet, rows: list, fuse: bool) -> _Plan:
         else:
             groups.append((i,))
             i += 1
-    x_full, plan.input = _padded_buffer(tuple(qnet.spec.input_shape), layers[0])
+    x_full, plan.input, _ = _padded_buffer(tuple(qnet.spec.input_shape), layers[0])
     for g_index, group in enumerate(groups):
         q, row = layers[group[0]], rows[group[0]]
         last_row = rows[group[-1]]
@@ -141,7 +141,8 @@ def _build_gemm_plan(qnet: QuantizedNet, rows: list, fuse: bool) -> _Plan:
             out_full = out = x_full.reshape(-1)
             fn = _noop
         else:
-            out_full, out = _padded_buffer(last_row.out_shape, consumer)
+            out_full, out, pad = _padded_buffer(last_row.out_shape, consumer)
+            ph, pw = (last_row.out_shape + (1, 1))[:2] if len(last_row.out_shape) == 3 else (1, 1)
         if isinstance(q, (QConv, QAffine)):
             wk = eg.pack_weights_kxo(q.weights)
             beff = eg.bias_eff(q.bias, q.weights, q.input_zero_point)
@@ -165,7 +166,7 @@ def _build_gemm_plan(qnet: QuantizedNet, rows: list, fuse: bool) -> _Plan:
             rq = (beff, q.multiplier, q.shift, q.output_zero_point, q.act_min, q.act_max)
             if len(group) == 2:
                 pool = layers[group[1]].spec
-                tail = (oh, ow) + rq + (pool.size, pool.stride, out)
+                tail = (oh, ow) + rq + (pool.size, pool.stride, ph, pw, pad, out_full)
 
                 def fn(gather=gather, gemms=gemms, acc_f=acc_f, tail=tail):
                     if gather is not None:
@@ -174,7 +175,7 @@ def _build_gemm_plan(qnet: QuantizedNet, rows: list, fuse: bool) -> _Plan:
                         np.matmul(a, b, out=c)
                     eg.requant_pool(acc_f, *tail)
             else:
-                tail = rq + (out.reshape(oh, ow, o),)
+                tail = (oh, ow) + rq + (pad, out_full.reshape(oh + 2 * pad, ow + 2 * pad, o))
 
                 def fn(gather=gather, gemms=gemms, acc_f=acc_f, tail=tail):
                     if gather is not None:
