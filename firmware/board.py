@@ -81,6 +81,8 @@ class CameraConfig:
     fps: float = 30.0
     #: a video file starts again at its end (a virtual camera never runs dry)
     loop: bool = True
+    #: a video file is read no faster than its own frame rate, as a camera would deliver it
+    pace: bool = True
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,9 @@ class TrackerConfig:
     reembed_every_frames: int = 30
     #: the mean of at most this many recent embeddings decides a track's name
     max_embeddings: int = 16
+    #: 0: embed the neediest track every frame and more while the frame budget lasts; N > 0: at most N
+    #: per frame whatever the time (events then do not depend on the machine's speed: emulated boards)
+    max_embeds_per_frame: int = 0
 
 
 @dataclass(frozen=True)
@@ -322,6 +327,7 @@ def _validate(board: Board) -> None:
     _positive(path, "tracker.min_embeddings", board.tracker.min_embeddings)
     _positive(path, "tracker.reembed_every_frames", board.tracker.reembed_every_frames, allow_zero=True)
     _positive(path, "tracker.max_embeddings", board.tracker.max_embeddings)
+    _positive(path, "tracker.max_embeds_per_frame", board.tracker.max_embeds_per_frame, allow_zero=True)
     _positive(path, "stats.interval_s", board.stats.interval_s)
 
 

@@ -169,6 +169,27 @@ class Booter:
         self.bus.publish(ev.BOOT_CONFIRMED, slot=r.slot, frames=frames)
         return True
 
+    def accept_written(self) -> dict:
+        """flash_end: the written image must match its announced hash and pass ``verify`` (signature,
+        compatible, anti-rollback, golden vectors); then the slot is *pending* and boots on trial at the
+        next reboot.  A failing image marks the slot bad and raises the verifier's error (BundleError)."""
+        slot, data = self.store.finish_write()
+        try:
+            bundle = self.verify(data, self.store.table.min_rollback)
+        except Exception as exc:
+            reason, detail = failure_reason(exc)
+            self.store.mark_bad(slot, reason)
+            self.bus.publish(ev.FLASH_REJECTED, slot=slot, reason=reason, detail=detail)
+            raise
+        self.store.mark_pending(slot, model_version=str(bundle.model_version),
+                                rollback_counter=int(bundle.rollback_counter),
+                                embedding_space=str(bundle.embedding_space))
+        self.bus.publish(ev.FLASH_ACCEPTED, slot=slot, model_version=str(bundle.model_version),
+                         rollback_counter=int(bundle.rollback_counter))
+        return {"slot": slot, "state": "pending", "model_version": str(bundle.model_version),
+                "rollback_counter": int(bundle.rollback_counter), "embedding_space": str(bundle.embedding_space),
+                "size_bytes": len(data), "trial_boots": self.board.boot.trial_boots}
+
     def fail_running(self, reason: str, detail: str) -> None:
         """The booted slot could not start its loop (e.g. the model would not load): mark it bad."""
         r = self.result

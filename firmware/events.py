@@ -27,6 +27,7 @@ Health:
     stats               fps, frames, dropped_frames, corrupt_frames, latency_ms {stage: mean ms} for stages
                         detect, align, embed, match, frame; p95_ms {same}; tracks, embeds_per_frame, uptime_s
     camera.error        reason, detail         (the loop keeps trying)
+    camera.ended        frames                 a video file without ``loop`` played to its end; the loop stops
     loop.error          detail                 (a frame raised; it is skipped and the loop goes on)
     gallery.needs_reenrolment  names, embedding_space (of the loaded model)
 """
@@ -54,6 +55,7 @@ PERSON_LEFT = "person.left"
 DEBUG_EMBEDDING = "debug.embedding"
 STATS = "stats"
 CAMERA_ERROR = "camera.error"
+CAMERA_ENDED = "camera.ended"
 LOOP_ERROR = "loop.error"
 GALLERY_NEEDS_REENROLMENT = "gallery.needs_reenrolment"
 

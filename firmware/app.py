@@ -1,0 +1,339 @@
+"""``BoardApp``: the board's application object, the one thing the serial server calls.
+
+One job: wire the parts of the firmware together for one board and one flash folder — slots and boot
+(``slots.py``, ``boot.py``), the model (``facemodel.py``), the gallery (``gallery.py``), the camera and
+the loop (``camera.py``, ``pipeline.py``), events and the log file (``events.py``, ``log.py``) — and offer
+the host's requests as methods.  Results are JSON-able dicts (numpy arrays only inside events, where the
+protocol moves them as binary).  Refusals raise ``FirmwareError`` subclasses with a ``reason``.
+
+Threads: the loop runs on its own thread; requests arrive on the server's.  Flash and reboot requests are
+serialised by one lock, model use (loop frames, enrolment) by another.
+
+Must not import torch.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Callable, Iterable, Optional
+
+import cv2
+import numpy as np
+
+from . import events as ev
+from .align import FRAME_SIZE, window_from_params
+from .boot import RECOVERY, RUNNING, Booter, Verifier
+from .camera import open_camera
+from .errors import CameraError, EnrollError, FirmwareError, NotRunningError
+from .gallery import Gallery, check_name
+from .log import BoardLog
+from .pipeline import Pipeline
+from .slots import SlotStore
+
+#: an uploaded image with no detected face is taken as a face crop (LFW128 framing) up to this side
+MAX_CROP_SIDE_PX = 200
+#: a second face at least this fraction of the largest one's area makes an enrolment image ambiguous
+SEVERAL_FACES_AREA_RATIO = 0.5
+#: boot attempts in one call (a slot whose model fails to load is marked bad and the next one tried)
+MAX_BOOT_ROUNDS = 3
+#: enrolment from the camera waits at most this long per requested frame
+CAPTURE_S_PER_FRAME = 2.0
+LOOP_JOIN_TIMEOUT_S = 10.0
+
+
+def firmware_version() -> str:
+    try:
+        return metadata.version("wearface")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+class BoardApp:
+    """The firmware for ``board`` on the flash folder ``flash_dir`` (default: the board's ``flash.root``).
+
+    Camera: ``frames`` (an iterable of BGR frames, or a callable returning a fresh one at each boot) wins
+    over ``video`` (a file path), which wins over the board's ``[camera] source``.  ``verify`` replaces the
+    bundle verifier (never in the shipped path; ``__main__`` does not pass it).  ``start=False``: boot later
+    with ``start()``.
+    """
+
+    def __init__(self, board, flash_dir: str | Path | None = None, video: str | None = None,
+                 frames: Iterable | Callable[[], Iterable] | None = None, verify: Verifier | None = None,
+                 start: bool = True):
+        self.board = board
+        self.flash_dir = Path(board.flash_root(flash_dir))
+        self.flash_dir.mkdir(parents=True, exist_ok=True)
+        self.video = video
+        self._frames = frames
+        self.bus = ev.EventBus()
+        self.log = BoardLog(self.flash_dir / board.flash.log, board.flash.log_max_bytes)
+        self.bus.subscribe(self.log.on_event)
+        self.store = SlotStore.for_board(board, self.flash_dir)
+        self.booter = Booter(board, self.store, self.bus, verify)
+        self.gallery = Gallery(self.flash_dir / board.flash.gallery)
+        self.started_t = time.monotonic()
+        self.state = RECOVERY
+        self.boot_result = None
+        self.model = None
+        self.pipeline: Optional[Pipeline] = None
+        self.source = None
+        self.loop_state = "stopped"
+        self._debug_embeddings = False
+        self._flash_lock = threading.RLock()
+        self._model_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        if start:
+            self.start()
+
+    # ------------------------------------------------------------------------------ boot and the loop
+
+    def start(self) -> None:
+        """Boot: choose and verify a slot, load its model, open the camera, start the loop thread."""
+        with self._flash_lock:
+            self.log.info(f"firmware {firmware_version()} starting on board {self.board.name} "
+                          f"({self.board.compatible}), flash {self.flash_dir}")
+            for _ in range(MAX_BOOT_ROUNDS):
+                result = self.booter.boot()
+                self.boot_result = result
+                if result.state == RECOVERY:
+                    self.state, self.model = RECOVERY, None
+                    return
+                try:
+                    from .facemodel import FaceModel
+
+                    model = FaceModel(self.board, result.bundle)
+                except Exception as exc:  # noqa: BLE001 - a model that cannot load is the slot's fault
+                    self.booter.fail_running("model_load_failed", f"{type(exc).__name__}: {exc}")
+                    continue
+                self.model, self.state = model, RUNNING
+                stale = self.gallery.set_model(str(result.bundle.embedding_space), float(result.bundle.threshold))
+                if stale:
+                    self.bus.publish(ev.GALLERY_NEEDS_REENROLMENT, names=stale,
+                                     embedding_space=str(result.bundle.embedding_space))
+                self._start_loop()
+                return
+            self.state, self.model = RECOVERY, None
+            self.bus.publish(ev.BOOT_RECOVERY, reason="no slot's model could be loaded")
+
+    def _open_source(self):
+        frames = self._frames() if callable(self._frames) else self._frames
+        on_error = lambda reason, detail: self.bus.publish(ev.CAMERA_ERROR, reason=reason, detail=detail)  # noqa: E731
+        return open_camera(self.board.camera, video=self.video, frames=frames, on_error=on_error)
+
+    def _start_loop(self) -> None:
+        try:
+            self.source = self._open_source()
+        except CameraError as exc:
+            self.loop_state = "no_camera"
+            self.bus.publish(ev.CAMERA_ERROR, reason=exc.reason, detail=str(exc))
+            return
+        self.pipeline = Pipeline(self.board, self.model, self.gallery, self.bus, self.source,
+                                 model_lock=self._model_lock, on_frame=self._on_frame)
+        self.pipeline.debug_embeddings = self._debug_embeddings
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run_loop, args=(self.pipeline, self._stop),
+                                        name="recognition-loop", daemon=True)
+        self.loop_state = "running"
+        self._thread.start()
+
+    def _run_loop(self, pipeline: Pipeline, stop: threading.Event) -> None:
+        reason = pipeline.run(stop)
+        if reason == "ended":
+            self.loop_state = "ended"
+            self.bus.publish(ev.CAMERA_ENDED, frames=pipeline.frame_index)
+
+    def _on_frame(self, healthy_frames: int) -> None:
+        result = self.boot_result
+        if result is not None and result.trial and healthy_frames >= self.board.boot.confirm_after_frames:
+            with self._flash_lock:
+                self.booter.confirm(healthy_frames)
+
+    def wait_loop(self, timeout_s: float | None = None) -> bool:
+        """Wait for the loop thread to end (a finite source); True if it did."""
+        thread = self._thread
+        if thread is None:
+            return True
+        thread.join(timeout_s)
+        return not thread.is_alive()
+
+    def stop(self) -> None:
+        """Stop the loop (if any) and close the camera."""
+        self._stop.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(LOOP_JOIN_TIMEOUT_S)
+        self._thread = None
+        if self.source is not None:
+            self.source.close()
+            self.source = None
+        self.pipeline = None
+        self.loop_state = "stopped"
+
+    def reboot(self) -> None:
+        """Boot again in this process: stop the loop, choose a slot (a pending one on trial), start the loop."""
+        with self._flash_lock:
+            self.log.info("reboot requested")
+            self.stop()
+            self.model = None
+            self.start()
+
+    def close(self) -> None:
+        self.stop()
+        self.gallery.close()
+        self.log.close()
+
+    # ------------------------------------------------------------------------------ requests: board
+
+    def info(self) -> dict:
+        b = self.board
+        bundle = self.boot_result.bundle if self.boot_result is not None and self.state == RUNNING else None
+        slots = self.store.describe()
+        return {
+            "board": b.name, "compatible": b.compatible, "firmware_version": firmware_version(),
+            "state": self.state, "loop": self.loop_state,
+            "active_slot": slots["active"], "pending_slot": slots["pending"], "confirmed_slot": slots["confirmed"],
+            "trial": bool(self.boot_result and self.boot_result.trial and self.state == RUNNING),
+            "boot_attempts": slots["boot_attempts"], "min_rollback": slots["min_rollback"], "slots": slots["slots"],
+            "model": b.model,
+            "model_version": None if bundle is None else str(bundle.model_version),
+            "embedding_space": None if bundle is None else str(bundle.embedding_space),
+            "threshold": None if bundle is None else float(bundle.threshold),
+            "gallery_size": self.gallery.size(),
+            "kernels_path": None if self.model is None else str(self.model.runtime_backend),
+            "cpu": {"arch": b.cpu.arch, "core": b.cpu.core, "dotprod": b.cpu.dotprod},
+            "frame_budget_ms": b.frame_budget_ms,
+            "recovery_reason": self.boot_result.reason if self.boot_result is not None and self.state == RECOVERY
+            else None,
+            "uptime_s": round(time.monotonic() - self.started_t, 1),
+        }
+
+    def flash_begin(self, size: int, sha256: bytes) -> dict:
+        """Start or resume writing a bundle to the inactive slot: {"slot", "offset" (resume here), "size"}."""
+        with self._flash_lock:
+            part = self.store.begin_write(size, bytes(sha256))
+            self.bus.publish(ev.FLASH_BEGIN, slot=part.slot, size_bytes=part.size_bytes, offset=part.offset)
+            return {"slot": part.slot, "offset": part.offset, "size": part.size_bytes}
+
+    def flash_chunk(self, offset: int, data: bytes) -> int:
+        """Write ``data`` at ``offset``; returns the new offset (``offset_mismatch`` carries where to resume)."""
+        with self._flash_lock:
+            return self.store.write_chunk(offset, bytes(data))
+
+    def flash_end(self) -> dict:
+        """Verify the whole image (hash, signature, compatible, anti-rollback, golden vectors) and mark its
+        slot pending; it boots on trial at the next reboot.  BundleError/SlotError on failure."""
+        with self._flash_lock:
+            return self.booter.accept_written()
+
+    # ------------------------------------------------------------------------------ requests: people
+
+    def _require_model(self):
+        if self.state != RUNNING or self.model is None:
+            raise NotRunningError("recovery", "the board is in the recovery state (no valid model): flash a bundle")
+        return self.model
+
+    def _face_of(self, index: int, rgb: np.ndarray) -> tuple[np.ndarray, dict]:
+        """Align and embed the one face of an uploaded image; (embedding, how it was found)."""
+        model = self.model
+        if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+            raise EnrollError("bad_image", f"image {index}: expected uint8 (H, W, 3) RGB, found "
+                                           f"{getattr(rgb, 'dtype', type(rgb).__name__)} {getattr(rgb, 'shape', '')}")
+        bgr = np.ascontiguousarray(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+        h, w = bgr.shape[:2]
+        with self._model_lock:
+            boxes = sorted(model.detect(bgr), key=lambda b: -b.w * b.h)
+            if len(boxes) > 1 and boxes[1].w * boxes[1].h >= SEVERAL_FACES_AREA_RATIO * boxes[0].w * boxes[0].h:
+                raise EnrollError("several_faces", f"image {index} ({w}x{h}): {len(boxes)} faces of similar size; "
+                                                   f"send a photo of one person or a crop")
+            if boxes:
+                b = boxes[0]
+                crop, _ = model.align(bgr, (b.x, b.y, b.w, b.h))
+                how = {"image": index, "mode": "detected", "box": [round(v, 1) for v in (b.x, b.y, b.w, b.h)]}
+            elif max(h, w) <= MAX_CROP_SIDE_PX and abs(h - w) <= 0.1 * max(h, w):
+                # a face crop in the LFW128 framing: its canonical 112 frame is the central 112/128
+                window = window_from_params(((w - 1) / 2.0, (h - 1) / 2.0), w / (FRAME_SIZE + 16), 0.0)
+                crop, _ = model.align_window(bgr, window)
+                how = {"image": index, "mode": "crop"}
+            else:
+                raise EnrollError("no_face", f"image {index} ({w}x{h}): no face found")
+            return model.embed(crop), how
+
+    def enroll_images(self, name: str, images: list) -> dict:
+        """Enrol ``name`` from uploaded images (uint8 (H, W, 3) RGB, as the server decodes them): photos with
+        one face, or face crops.  Detection, alignment and embedding run on the board, with the same code
+        as the loop, so enrolment and recognition see faces the same way."""
+        model = self._require_model()
+        name = check_name(name)
+        if not images:
+            raise EnrollError("no_face", "no images sent")
+        vectors, found = [], []
+        for i, image in enumerate(images):
+            vector, how = self._face_of(i, image)
+            vectors.append(vector)
+            found.append(how)
+        return self._add(name, np.stack(vectors), found, model)
+
+    def enroll_from_camera(self, name: str, n_frames: int) -> dict:
+        """Enrol ``name`` from the largest face in each of the next ``n_frames`` camera frames."""
+        model = self._require_model()
+        name = check_name(name)
+        if not isinstance(n_frames, int) or not 1 <= n_frames <= 100:
+            raise EnrollError("bad_request", f"n_frames: expected 1..100, found {n_frames!r}")
+        pipeline = self.pipeline
+        if pipeline is None or self.loop_state != "running":
+            raise EnrollError("no_camera", f"the camera loop is not running ({self.loop_state})")
+        request = pipeline.capture(n_frames, CAPTURE_S_PER_FRAME * n_frames + 5.0)
+        if not request.embeddings:
+            raise EnrollError("no_face", f"no face seen in the camera within {CAPTURE_S_PER_FRAME * n_frames + 5:.0f} s")
+        found = [{"frame": i, "mode": "camera"} for i in range(len(request.embeddings))]
+        return self._add(name, np.stack(request.embeddings), found, model)
+
+    def _add(self, name: str, vectors: np.ndarray, found: list, model) -> dict:
+        entry = self.gallery.add(name, vectors, str(model.bundle.model_version))
+        mean = vectors.mean(axis=0)
+        mean /= max(float(np.linalg.norm(mean)), 1e-12)
+        spread = np.linalg.norm(vectors - mean, axis=1)
+        if self.pipeline is not None:
+            self.pipeline.rematch()
+        result = {"name": name, "added": int(len(vectors)), "embeddings": entry["usable"],
+                  "spread_mean": round(float(spread.mean()), 4), "spread_max": round(float(spread.max()), 4),
+                  "threshold": float(model.bundle.threshold), "faces": found}
+        self.log.info(f"enrolled {name}: {len(vectors)} embeddings, spread mean {result['spread_mean']}")
+        return result
+
+    def gallery_list(self) -> list[dict]:
+        return self.gallery.list_people()
+
+    def gallery_delete(self, name: str) -> int:
+        count = self.gallery.delete(name)
+        if self.pipeline is not None:
+            self.pipeline.rematch()
+        self.log.info(f"gallery: deleted {name} ({count} embeddings)")
+        return count
+
+    # ------------------------------------------------------------------------------ requests: health
+
+    def set_debug_embeddings(self, on: bool) -> None:
+        self._debug_embeddings = bool(on)
+        if self.pipeline is not None:
+            self.pipeline.debug_embeddings = bool(on)
+
+    def stats(self) -> dict:
+        base = {"state": self.state, "loop": self.loop_state,
+                "uptime_s": round(time.monotonic() - self.started_t, 1)}
+        if self.pipeline is not None:
+            base.update(self.pipeline.stats())
+        return base
+
+    def log_tail(self, n: int) -> list[str]:
+        return self.log.tail(n)
+
+    def subscribe(self, callback) -> Callable[[], None]:
+        """``callback(event_dict)`` for every event from now on; returns an unsubscribe function."""
+        return self.bus.subscribe(callback)
+
+
+__all__ = ["BoardApp", "FirmwareError", "firmware_version"]

@@ -1,0 +1,72 @@
+"""One loaded bundle as the three steps of recognition: detect, align, embed.
+
+One job: glue the geometry (``detect.py``, ``align.py``) to the int8 nets of a verified bundle run by
+``wearface.kernels.runtime``.  For a face box in a BGR frame:
+
+    window0 = face_window(box)                     # where the canonical face frame lies, from the box
+    a = alignment_input(frame, window0)            # uint8 (50, 50, 3) RGB
+    correction = align_net(a)                      # 3 floats: dx, dy, angle_rad
+    window = apply_correction(window0, correction)
+    crop = embedding_input(frame, window)          # uint8 (112, 112, 3) RGB
+    embedding = embed_net(crop)                    # float32 (128,), L2-normalised
+
+Not thread-safe (the runtimes and the cascade own scratch buffers): the app holds one lock around it.
+Must not import torch.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import align as geo
+from .detect import DetectorSettings, FaceDetector, FaceBox, face_window
+
+
+def detector_settings(config, frame_shape) -> DetectorSettings:
+    """The board's ``[detector]`` as ``DetectorSettings`` for frames of ``frame_shape``: frames whose
+    longer side exceeds ``max_side_px`` are detected on a shrunk copy (``downscale``)."""
+    longer = max(frame_shape[0], frame_shape[1])
+    downscale = max(1.0, longer / config.max_side_px) if config.max_side_px else 1.0
+    return DetectorSettings(cascade=config.cascade, scale_factor=config.scale_factor,
+                            min_neighbors=config.min_neighbors, min_size_px=config.min_size_px,
+                            downscale=downscale)
+
+
+class FaceModel:
+    """detect / align / embed for one bundle on one board.  ``runtime_backend``: which kernels run."""
+
+    def __init__(self, board, bundle):
+        from wearface.kernels.runtime import Int8Runtime
+
+        self.board = board
+        self.bundle = bundle
+        self.align_runtime = Int8Runtime(bundle.align_net)
+        self.embed_runtime = Int8Runtime(bundle.embed_net)
+        self.runtime_backend = getattr(self.embed_runtime, "backend", type(self.embed_runtime).__name__)
+        self._detectors: dict = {}
+
+    def detect(self, frame_bgr: np.ndarray) -> list[FaceBox]:
+        """Face boxes in a BGR frame, best first, at most ``detector.max_faces``."""
+        key = frame_bgr.shape[:2]
+        detector = self._detectors.get(key)
+        if detector is None:
+            detector = self._detectors[key] = FaceDetector(detector_settings(self.board.detector, key))
+        return detector.detect(frame_bgr)[: self.board.detector.max_faces]
+
+    def align(self, frame_bgr: np.ndarray, box) -> tuple[np.ndarray, np.ndarray]:
+        """(embedding input uint8 (112, 112, 3) RGB, corrected window (2, 3)) for one box (x, y, w, h)."""
+        return self.align_window(frame_bgr, face_window(box))
+
+    def align_window(self, frame_bgr: np.ndarray, window0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """As ``align``, starting from a window (2, 3) instead of a box (e.g. an uploaded face crop)."""
+        correction = np.asarray(self.align_runtime.run(geo.alignment_input(frame_bgr, window0)), np.float64)
+        if correction.shape != (3,) or not np.all(np.isfinite(correction)):
+            correction = np.zeros(3)  # a net that says nothing usable: keep the detector's window
+        correction[2] = math.remainder(correction[2], 2 * math.pi)
+        window = geo.apply_correction(window0, correction)
+        return geo.embedding_input(frame_bgr, window), window
+
+    def embed(self, crop_rgb: np.ndarray) -> np.ndarray:
+        """float32 (128,) L2-normalised embedding of a uint8 (112, 112, 3) RGB crop."""
+        return np.asarray(self.embed_runtime.run(crop_rgb), np.float32)
