@@ -1,0 +1,83 @@
+"""``python -m wearface.firmware``: the firmware process (what the board's init starts at boot).
+
+    python -m wearface.firmware --board boards/virtual.toml [--flash DIR] [--port PATH|fd:N] [--video FILE]
+
+Builds the ``BoardApp`` (boot: slot choice, model, camera, loop) and serves the host on the serial port
+until SIGTERM/SIGINT.  ``--port`` defaults to the board's ``serial.device``; a board whose device is
+``"pty"`` (the virtual board) opens a pseudo-terminal and prints its name.  A bad board file or an
+unusable port ends the process with one line on stderr and exit status 2 (systemd then retries).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+
+from .board import load_board
+from .errors import FirmwareError
+
+EXIT_BAD_SETUP = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m wearface.firmware",
+                                     description="The wearface board firmware: recognition loop + serial server.")
+    parser.add_argument("--board", required=True, help="board file (boards/*.toml)")
+    parser.add_argument("--flash", default=None, help="flash folder (default: the board's flash.root)")
+    parser.add_argument("--port", default=None, help="serial port: a device path, a pyserial URL or fd:N "
+                                                     "(default: the board's serial.device)")
+    parser.add_argument("--video", default=None, help="video file the camera plays (instead of the board's camera)")
+    parser.add_argument("--baud", type=int, default=None, help="baud rate (default: the board's serial.baud)")
+    return parser
+
+
+def _open_pty() -> str:
+    """Open a pseudo-terminal for the virtual board; returns ``fd:N`` of its master side."""
+    import tty
+
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    print(f"wearface firmware: serial port {os.ttyname(slave)}", flush=True)
+    return f"fd:{master}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        board = load_board(args.board)
+    except FirmwareError as exc:
+        print(f"wearface firmware: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_SETUP
+    port = args.port or board.serial.device
+    if port == "pty":
+        port = _open_pty()
+    from .app import BoardApp
+    from .server import serve
+
+    stop = threading.Event()
+
+    def _terminate(signum, frame):
+        stop.set()
+    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGINT, _terminate)
+
+    try:
+        app = BoardApp(board, flash_dir=args.flash, video=args.video)
+    except FirmwareError as exc:
+        print(f"wearface firmware: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_SETUP
+    print(f"wearface firmware: board {board.name}, state {app.state}, flash {app.flash_dir}", flush=True)
+    try:
+        serve(port, app, stop_event=stop, baud=args.baud or board.serial.baud)
+    except FirmwareError as exc:
+        print(f"wearface firmware: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_SETUP
+    finally:
+        app.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,84 @@
+"""Fixtures for the firmware tests: a virtual board on a temp flash folder, and signed test bundles."""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from wearface.firmware import events as ev
+from wearface.firmware.board import boards_dir, parse_board
+from wearface.firmware.boot import Booter
+from wearface.firmware.slots import SlotStore
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def make_board(tmp_path, **sections):
+    """The virtual board with its flash root at ``tmp_path / 'flash'``; ``sections`` override fields,
+    e.g. ``boot={"trial_boots": 2}`` or ``frame_budget_ms=50.0``."""
+    text = (boards_dir() / "virtual.toml").read_text().replace(
+        'root = "~/.cache/wearface/virtual-flash"', 'root = "flash"')
+    path = Path(tmp_path) / "virtual.toml"
+    path.write_text(text)
+    board = parse_board(text, path)
+    changes = {}
+    for key, value in sections.items():
+        if isinstance(value, dict):
+            changes[key] = dataclasses.replace(getattr(board, key), **value)
+        else:
+            changes[key] = value
+    return dataclasses.replace(board, **changes)
+
+
+@functools.lru_cache(maxsize=None)
+def signed_bundle(seed: int = 0, rollback_counter: int = 0, model_version: str | None = None, **kw) -> bytes:
+    """A signed bundle of random nets (cached per arguments; building one takes ~0.3 s)."""
+    from wearface.host_tools.bundle_build import build_test_bundle
+
+    return build_test_bundle(seed=seed, rollback_counter=rollback_counter,
+                             model_version=model_version or f"test-{seed}-r{rollback_counter}", **kw)
+
+
+@pytest.fixture
+def board(tmp_path):
+    return make_board(tmp_path)
+
+
+class Flasher:
+    """The flash requests of BoardApp, done directly on a store + booter (for slot/boot tests)."""
+
+    def __init__(self, board, flash_dir):
+        self.board = board
+        self.flash_dir = Path(flash_dir)
+        self.open()
+
+    def open(self):
+        """(Re)open the store as a fresh boot would, with a recorder on the event bus."""
+        self.bus = ev.EventBus()
+        self.events = ev.EventRecorder()
+        self.bus.subscribe(self.events)
+        self.store = SlotStore.for_board(self.board, self.flash_dir)
+        self.booter = Booter(self.board, self.store, self.bus)
+        return self
+
+    def write(self, data: bytes, chunk: int = 65536) -> dict:
+        part = self.store.begin_write(len(data), hashlib.sha256(data).digest())
+        offset = part.offset
+        while offset < len(data):
+            offset = self.store.write_chunk(offset, data[offset:offset + chunk])
+        return self.booter.accept_written()
+
+    def reboot(self):
+        self.open()
+        return self.booter.boot()
+
+    def names(self):
+        return [e["event"] for e in self.events.events]
+
+
+@pytest.fixture
+def flasher(board):
+    return Flasher(board, board.flash_root())
