@@ -1,0 +1,65 @@
+"""Checks that run *inside* the emulated aarch64 python (started by the tests in this folder).
+
+Usage: ``<userland>/bin/python3 tests/arm64/board_side.py CHECK ARGS...``; prints one JSON line last.
+Also importable on the host, so the same code computes the x86 side of a comparison.
+Imports the board-side packages only (numpy, numba, wearface.kernels, wearface.firmware).
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+
+import numpy as np
+
+
+def embeddings_int8(qnet, crops_uint8: np.ndarray, backends) -> dict:
+    """{backend: int8 (N, D) embeddings} of ``crops_uint8`` (N, H, W, 3) uint8 RGB through each runtime backend."""
+    from wearface.kernels.runtime import Int8Runtime
+
+    out = {}
+    for backend in backends:
+        runtime = Int8Runtime(qnet, backend)
+        out[backend] = np.stack([runtime.run_int8(crop) for crop in crops_uint8]).astype(np.int8)
+    return out
+
+
+def cross_isa(bundle_path: str, board_path: str, crops_path: str, out_path: str) -> dict:
+    """Verify the bundle as the board does (signature, compatible, golden self-test), then embed the crops."""
+    from wearface.firmware.board import load_board
+    from wearface.firmware.bundle import verify_bundle
+    from wearface.kernels.runtime import BACKENDS
+
+    board = load_board(board_path)
+    start = time.perf_counter()
+    bundle = verify_bundle(open(bundle_path, "rb").read(), board.public_keys, board.compatible)
+    self_test_s = time.perf_counter() - start
+    start = time.perf_counter()
+    embeddings = embeddings_int8(bundle.embed_net, np.load(crops_path), BACKENDS)
+    np.savez(out_path, **embeddings)
+    return {"self_test_s": round(self_test_s, 2), "embed_s": round(time.perf_counter() - start, 2),
+            "backends": list(embeddings), "embedding_space": bundle.embedding_space}
+
+
+def features() -> dict:
+    from wearface.kernels import cpu_features
+
+    f = cpu_features.detect()
+    return {"machine": f.machine, "hwcap": f.hwcap, "dotprod": f.arm_dotprod, "flags": sorted(f.flags)}
+
+
+CHECKS = {"cross-isa": cross_isa, "features": features}
+
+
+def main(argv: list[str]) -> int:
+    report = CHECKS[argv[0]](*argv[1:])
+    report.update(machine=platform.machine(), qemu_cpu=os.environ.get("QEMU_CPU"),
+                  numba_cpu=os.environ.get("NUMBA_CPU_NAME"))
+    print(json.dumps(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
