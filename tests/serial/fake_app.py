@@ -19,7 +19,12 @@ class FakeApp:
         self.reboots = 0
 
     def info(self):
-        return {"board": "fake", "compatible": "wearface,virtual", "slots": {"active": "a"}}
+        from wearface.host_tools.keys import DEV_PUBLIC_KEY, load_public_key
+
+        import base64
+
+        return {"board": "fake", "compatible": "wearface-virtual",
+                "public_keys": [base64.b64encode(load_public_key(DEV_PUBLIC_KEY)).decode()]}
 
     def flash_begin(self, size, sha256):
         if self.expect != (size, sha256):

@@ -39,7 +39,7 @@ def test_info_stats_log_and_gallery(board):
     path, app, server = board
     with Link(path, timeout_s=1.0) as link:
         info = link.request(P.Opcode.INFO)
-        assert info["compatible"] == "wearface,virtual" and info["protocol"] == P.PROTOCOL_VERSION
+        assert info["compatible"] == "wearface-virtual" and info["protocol"] == P.PROTOCOL_VERSION
         assert link.request(P.Opcode.STATS)["serial"]["requests"] >= 1
         assert link.request(P.Opcode.LOG_TAIL, {"n": 3})["lines"] == ["line 0", "line 1", "line 2"]
         img = np.full((8, 8, 3), 200, np.uint8)

@@ -1,0 +1,211 @@
+"""Put a bundle on a board: verify it here, stream it in chunks, resume after a cut, reboot, await the verdict.
+
+One job: the flash procedure over a :class:`~wearface.host_tools.link.Link` (esptool's ``write_flash`` for this
+board).  Steps, each with its own error (exit codes in docs/PROTOCOL.md):
+
+1. ``INFO``: the board's ``compatible`` family and public keys; the bundle is verified *here* first
+   (structure, SHA-256, Ed25519 signature by a key the board trusts, compatibility, anti-rollback floor) so a
+   wrong file never occupies the line — ``BundleError`` (exit 20 + reason).
+2. ``FLASH_BEGIN`` (size, SHA-256 of the whole): the board picks its inactive slot and answers the offset to
+   resume from (0, or how far an earlier interrupted upload of the same bytes got).
+3. ``FLASH_CHUNK`` (offset, bytes, crc32 of the chunk) until done.  A damaged frame is resent by the link;
+   a lost line is waited for (``resume_timeout_s``) and the upload resumes at the board's offset.
+4. ``FLASH_END``: the board hashes and verifies the slot itself and marks it pending —
+   ``FlashRejectedError`` (15) if it refuses.
+5. ``REBOOT``, then wait for the board to run the trial slot and confirm it (``boot.confirmed``) or roll back
+   (``RollbackError``, 16); neither within ``confirm_timeout_s``: ``ConfirmTimeoutError`` (17).
+"""
+from __future__ import annotations
+
+import hashlib
+import sys
+import time
+import zlib
+from dataclasses import dataclass, field
+from typing import Callable
+
+from wearface.firmware import protocol as P
+
+from .errors import (BoardError, ConfirmTimeoutError, FlashRejectedError, LinkError, RollbackError)
+from .link import Link
+
+#: how long a vanished board may stay away mid-upload before the flash gives up
+RESUME_TIMEOUT_S = 30.0
+CONFIRM_TIMEOUT_S = 90.0
+INFO_POLL_S = 0.5
+
+
+@dataclass
+class FlashResult:
+    slot: str
+    size_bytes: int
+    sha256: str
+    model_version: str
+    resumed_from: int
+    resumes: int
+    upload_s: float
+    rate_bytes_s: float
+    confirmed: bool | None = None   # None: reboot not requested
+    final_state: dict = field(default_factory=dict)
+
+
+ProgressFn = Callable[[int, int], None]
+
+
+class ProgressBar:
+    """``[#####....]  45%  123.4 KiB/s  ETA 0:05`` on stderr, redrawn at most 10 times a second."""
+
+    def __init__(self, label: str = "flash", stream=sys.stderr, width: int = 30):
+        self.label, self.stream, self.width = label, stream, width
+        self.t0 = time.monotonic()
+        self.start_offset: int | None = None
+        self._last_draw = 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if self.start_offset is None:
+            self.start_offset, self.t0 = done, now
+        if now - self._last_draw < 0.1 and done < total:
+            return
+        self._last_draw = now
+        frac = done / total if total else 1.0
+        rate = (done - self.start_offset) / max(now - self.t0, 1e-6)
+        eta_s = (total - done) / rate if rate > 0 else float("inf")
+        eta = f"{int(eta_s // 60)}:{int(eta_s % 60):02d}" if eta_s != float("inf") else "?:??"
+        bar = "#" * int(frac * self.width)
+        self.stream.write(f"\r{self.label} [{bar:<{self.width}}] {frac * 100:5.1f}%  {rate / 1024:7.1f} KiB/s  ETA {eta} ")
+        if done >= total:
+            self.stream.write("\n")
+        self.stream.flush()
+
+
+def verify_locally(data: bytes, info: dict, trusted_keys: list | None = None, name: str = "bundle",
+                   self_test: bool = False):
+    """Check ``data`` as the board will: raises BundleError (reason) if the board would refuse it.
+
+    The keys are the board's own (``info["public_keys"]``) unless ``trusted_keys`` is given; the golden-vector
+    self-test is left to the board unless ``self_test`` (it costs the int8 runtime's compile time here).
+    """
+    from wearface.firmware.bundle import verify_bundle
+
+    keys = trusted_keys if trusted_keys is not None else list(info.get("public_keys") or [])
+    compatible = info.get("compatible", "")
+    return verify_bundle(data, keys, compatible, min_rollback=int(info.get("min_rollback", 0) or 0),
+                         self_test=self_test, name=name)
+
+
+def _slot_view(info: dict) -> dict:
+    """The board's slot state from ``INFO``: {"state", "slot", "trial", "confirmed", "pending"}."""
+    slots = info.get("slots") or {}
+    return {
+        "state": info.get("state"),
+        "slot": info.get("running_slot", slots.get("running") if isinstance(slots, dict) else None),
+        "trial": info.get("trial"),
+        "confirmed": slots.get("confirmed") if isinstance(slots, dict) else None,
+        "pending": slots.get("pending") if isinstance(slots, dict) else None,
+        "boot_id": info.get("boot_id"),
+    }
+
+
+def upload(link: Link, data: bytes, chunk_bytes: int = P.DEFAULT_CHUNK_BYTES, progress: ProgressFn | None = None,
+           resume_timeout_s: float = RESUME_TIMEOUT_S) -> tuple[dict, int, int]:
+    """Steps 2-3: returns (FLASH_BEGIN answer, first resume offset, number of resumes after a cut)."""
+    sha = hashlib.sha256(data).digest()
+    begin = link.request(P.Opcode.FLASH_BEGIN, {"size": len(data), "sha256": sha})
+    offset = first = int(begin.get("offset", 0))
+    resumes = 0
+    if progress:
+        progress(offset, len(data))
+    lost_since: float | None = None
+    while offset < len(data):
+        chunk = data[offset:offset + chunk_bytes]
+        try:
+            frame = link.request_frame(P.Opcode.FLASH_CHUNK, {"offset": offset, "data": chunk,
+                                                              "crc32": zlib.crc32(chunk)})
+        except LinkError:
+            # the board is gone (cable, reboot, crash): wait for it, then ask it where to resume
+            lost_since = lost_since or time.monotonic()
+            if time.monotonic() - lost_since > resume_timeout_s:
+                raise LinkError(f"{link.url}: board gone for more than {resume_timeout_s:.0f} s during the upload "
+                                f"at byte {offset} of {len(data)}; run the same flash command again to resume")
+            time.sleep(0.2)
+            continue
+        if frame.status == P.Status.OK:
+            lost_since = None
+            offset = int(frame.payload["offset"])
+        elif frame.status in (P.Status.FLASH_OFFSET, P.Status.APP_ERROR) and frame.payload.get("reason") in (
+                "offset_mismatch", "no_flash_in_progress", None):
+            # the board restarted or lost our place: begin again with the same hash, it says where to go on
+            begin = link.request(P.Opcode.FLASH_BEGIN, {"size": len(data), "sha256": sha})
+            offset = int(begin.get("offset", 0))
+            resumes += 1
+            lost_since = None
+        else:
+            from .link import board_error
+
+            raise board_error(P.Opcode.FLASH_CHUNK, frame)
+        if progress:
+            progress(offset, len(data))
+    return begin, first, resumes
+
+
+def wait_for_verdict(link: Link, slot: str, boot_id_before, timeout_s: float = CONFIRM_TIMEOUT_S,
+                     log: Callable[[str], None] | None = None) -> dict:
+    """After REBOOT: poll INFO until ``slot`` runs confirmed (return its view) or another slot runs (rollback)."""
+    deadline = time.monotonic() + timeout_s
+    last: dict = {}
+    seen_new_boot = False
+    while time.monotonic() < deadline:
+        try:
+            view = _slot_view(link.request(P.Opcode.INFO, timeout_s=1.0, retries=1))
+        except (LinkError, BoardError):
+            time.sleep(INFO_POLL_S)
+            continue
+        if view != last and log:
+            log(f"board: state={view['state']} slot={view['slot']} trial={view['trial']} confirmed={view['confirmed']}")
+        last = view
+        if boot_id_before is not None and view["boot_id"] == boot_id_before:
+            time.sleep(INFO_POLL_S)
+            continue  # still the old boot
+        seen_new_boot = True
+        if view["slot"] == slot and not view["trial"] and view["confirmed"] == slot:
+            return view
+        if view["slot"] != slot or view["state"] == "recovery":
+            raise RollbackError(f"board rolled back: it runs slot {view['slot']!r} (state {view['state']}), "
+                                f"not the new slot {slot!r}; see `wearface monitor` / log tail for the reason")
+        time.sleep(INFO_POLL_S)
+    raise ConfirmTimeoutError(f"board did not confirm slot {slot!r} within {timeout_s:.0f} s "
+                              f"(last seen: {last or 'no answer'}{'' if seen_new_boot else ', no new boot seen'})")
+
+
+def flash(link: Link, data: bytes, *, name: str = "bundle", trusted_keys: list | None = None,
+          chunk_bytes: int = P.DEFAULT_CHUNK_BYTES, progress: ProgressFn | None = None, reboot: bool = True,
+          confirm_timeout_s: float = CONFIRM_TIMEOUT_S, resume_timeout_s: float = RESUME_TIMEOUT_S,
+          log: Callable[[str], None] | None = None) -> FlashResult:
+    """The whole procedure (steps 1-5 in the module docstring)."""
+    info = link.request(P.Opcode.INFO)
+    bundle = verify_locally(data, info, trusted_keys, name)
+    if log:
+        log(f"{name}: {len(data)} bytes, model {bundle.model_version}, signature ok, "
+            f"compatible with {info.get('compatible')!r}")
+    t0 = time.monotonic()
+    begin, first, resumes = upload(link, data, chunk_bytes, progress, resume_timeout_s)
+    upload_s = time.monotonic() - t0
+    slot = str(begin.get("slot"))
+    frame = link.request_frame(P.Opcode.FLASH_END, timeout_s=30.0)
+    if frame.status != P.Status.OK:
+        reason = frame.payload.get("reason", P.Status(frame.status).name if frame.status in P.Status._value2member_map_ else frame.status)
+        raise FlashRejectedError(f"board rejected the uploaded bundle in slot {slot}: {reason}: "
+                                 f"{frame.payload.get('error', '')}", frame.status, frame.payload)
+    result = FlashResult(slot=slot, size_bytes=len(data), sha256=hashlib.sha256(data).hexdigest(),
+                         model_version=bundle.model_version, resumed_from=first, resumes=resumes,
+                         upload_s=upload_s, rate_bytes_s=(len(data) - first) / max(upload_s, 1e-9))
+    if not reboot:
+        return result
+    if log:
+        log(f"slot {slot} pending; rebooting into it on trial")
+    boot_id = _slot_view(info)["boot_id"]
+    link.request(P.Opcode.REBOOT)
+    result.final_state = wait_for_verdict(link, slot, boot_id, confirm_timeout_s, log)
+    result.confirmed = True
+    return result
