@@ -126,9 +126,13 @@ def quantize_net(spec: nets.NetSpec, float_weights: dict, calibration_images_uin
             continue
         w, b = float_weights[layer.name]
         qw, w_scale = quantize_weights(w)
+        # Scales are rounded to float32 (as stored in TFLite and in bundles) before the bias and
+        # multipliers are derived from them, so a stored net recomputes to the same integers.
+        w_scale = w_scale.astype(np.float32).astype(np.float64)
         lo, hi, parts = stats[layer.name]
         lo, hi = calibration_range(np.concatenate(parts), lo, hi, layer.relu, method)
         out_scale, out_zp = activation_params(lo, hi)
+        out_scale = float(np.float32(out_scale))
         bias_scale = in_scale * w_scale
         bias = np.clip(np.rint(np.asarray(b, np.float64) / bias_scale), quant.INT32_MIN // 2, quant.INT32_MAX // 2)
         mult, shift = quant.quantize_multipliers(bias_scale / out_scale)

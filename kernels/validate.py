@@ -20,8 +20,8 @@ def check_array(x, shape: tuple, dtype, where: str) -> None:
     if x.dtype != np.dtype(dtype):
         raise ShapeError(f"{where}: expected dtype {np.dtype(dtype)}, found {x.dtype}")
     if x.shape != tuple(shape):
-        if len(shape) == 3 and x.ndim == 3 and x.shape[:2] == tuple(shape[:2]):
-            raise ShapeError(f"{where}: expected {shape[2]} channels (shape {shape}), found {x.shape[2]} {x.shape}")
+        if len(shape) >= 3 and x.ndim == len(shape) and x.shape[:-1] == tuple(shape[:-1]):
+            raise ShapeError(f"{where}: expected {shape[-1]} channels (shape {tuple(shape)}), found {x.shape[-1]} {x.shape}")
         raise ShapeError(f"{where}: expected shape {tuple(shape)}, found {x.shape}")
 
 
