@@ -79,32 +79,42 @@ class ProgressBar:
         self.stream.flush()
 
 
+def board_public_keys(info: dict) -> list[bytes]:
+    """The keys a board trusts: from ``info["public_keys"]`` if it reports them, else from the board file in
+    ``boards/`` whose ``name`` and ``compatible`` match what the board reports."""
+    if info.get("public_keys"):
+        return list(info["public_keys"])
+    from wearface.firmware.board import boards_dir, load_board
+    from wearface.firmware.errors import FirmwareError
+
+    for path in sorted(boards_dir().glob("*.toml")):
+        try:
+            board = load_board(path)
+        except FirmwareError:
+            continue
+        if board.name == info.get("board") and board.compatible == info.get("compatible"):
+            return list(board.public_keys)
+    return []
+
+
 def verify_locally(data: bytes, info: dict, trusted_keys: list | None = None, name: str = "bundle",
                    self_test: bool = False):
     """Check ``data`` as the board will: raises BundleError (reason) if the board would refuse it.
 
-    The keys are the board's own (``info["public_keys"]``) unless ``trusted_keys`` is given; the golden-vector
+    The keys are the board's own (:func:`board_public_keys`) unless ``trusted_keys`` is given; the golden-vector
     self-test is left to the board unless ``self_test`` (it costs the int8 runtime's compile time here).
     """
     from wearface.firmware.bundle import verify_bundle
 
-    keys = trusted_keys if trusted_keys is not None else list(info.get("public_keys") or [])
-    compatible = info.get("compatible", "")
-    return verify_bundle(data, keys, compatible, min_rollback=int(info.get("min_rollback", 0) or 0),
+    keys = trusted_keys if trusted_keys is not None else board_public_keys(info)
+    return verify_bundle(data, keys, info.get("compatible", ""), min_rollback=int(info.get("min_rollback") or 0),
                          self_test=self_test, name=name)
 
 
-def _slot_view(info: dict) -> dict:
-    """The board's slot state from ``INFO``: {"state", "slot", "trial", "confirmed", "pending"}."""
-    slots = info.get("slots") or {}
-    return {
-        "state": info.get("state"),
-        "slot": info.get("running_slot", slots.get("running") if isinstance(slots, dict) else None),
-        "trial": info.get("trial"),
-        "confirmed": slots.get("confirmed") if isinstance(slots, dict) else None,
-        "pending": slots.get("pending") if isinstance(slots, dict) else None,
-        "boot_id": info.get("boot_id"),
-    }
+def slot_view(info: dict) -> dict:
+    """The board's slot state from ``INFO``: state, active/pending/confirmed slot, trial, model_version."""
+    return {key: info.get(key) for key in ("state", "active_slot", "pending_slot", "confirmed_slot", "trial",
+                                           "model_version")}
 
 
 def upload(link: Link, data: bytes, chunk_bytes: int = P.DEFAULT_CHUNK_BYTES, progress: ProgressFn | None = None,
@@ -149,33 +159,35 @@ def upload(link: Link, data: bytes, chunk_bytes: int = P.DEFAULT_CHUNK_BYTES, pr
     return begin, first, resumes
 
 
-def wait_for_verdict(link: Link, slot: str, boot_id_before, timeout_s: float = CONFIRM_TIMEOUT_S,
+def wait_for_verdict(link: Link, slot: str, timeout_s: float = CONFIRM_TIMEOUT_S,
                      log: Callable[[str], None] | None = None) -> dict:
-    """After REBOOT: poll INFO until ``slot`` runs confirmed (return its view) or another slot runs (rollback)."""
+    """After REBOOT: poll INFO until ``slot`` runs confirmed (returns the slot view) or the board runs something
+    else (RollbackError with the board's reason).  The board answers nothing while it reboots, so every answer
+    after the REBOOT one describes the new boot."""
     deadline = time.monotonic() + timeout_s
     last: dict = {}
-    seen_new_boot = False
     while time.monotonic() < deadline:
         try:
-            view = _slot_view(link.request(P.Opcode.INFO, timeout_s=1.0, retries=1))
+            info = link.request(P.Opcode.INFO, timeout_s=2.0, retries=1)
         except (LinkError, BoardError):
             time.sleep(INFO_POLL_S)
             continue
+        view = slot_view(info)
         if view != last and log:
-            log(f"board: state={view['state']} slot={view['slot']} trial={view['trial']} confirmed={view['confirmed']}")
+            log(f"board: state {view['state']}, active slot {view['active_slot']}, trial {view['trial']}, "
+                f"confirmed slot {view['confirmed_slot']}")
         last = view
-        if boot_id_before is not None and view["boot_id"] == boot_id_before:
-            time.sleep(INFO_POLL_S)
-            continue  # still the old boot
-        seen_new_boot = True
-        if view["slot"] == slot and not view["trial"] and view["confirmed"] == slot:
+        if view["state"] == "running" and view["active_slot"] == slot and view["confirmed_slot"] == slot \
+                and not view["trial"]:
             return view
-        if view["slot"] != slot or view["state"] == "recovery":
-            raise RollbackError(f"board rolled back: it runs slot {view['slot']!r} (state {view['state']}), "
-                                f"not the new slot {slot!r}; see `wearface monitor` / log tail for the reason")
+        if view["state"] != "running" or (view["active_slot"] != slot and view["pending_slot"] != slot):
+            record = (info.get("slots") or {}).get(slot) or {}
+            reason = record.get("bad_reason") or info.get("recovery_reason") or "unknown"
+            raise RollbackError(f"board rolled back from slot {slot!r} ({reason}): it runs slot "
+                                f"{view['active_slot']!r} in state {view['state']!r}")
         time.sleep(INFO_POLL_S)
     raise ConfirmTimeoutError(f"board did not confirm slot {slot!r} within {timeout_s:.0f} s "
-                              f"(last seen: {last or 'no answer'}{'' if seen_new_boot else ', no new boot seen'})")
+                              f"(last seen: {last or 'no answer'})")
 
 
 def flash(link: Link, data: bytes, *, name: str = "bundle", trusted_keys: list | None = None,
@@ -194,7 +206,7 @@ def flash(link: Link, data: bytes, *, name: str = "bundle", trusted_keys: list |
     slot = str(begin.get("slot"))
     frame = link.request_frame(P.Opcode.FLASH_END, timeout_s=30.0)
     if frame.status != P.Status.OK:
-        reason = frame.payload.get("reason", P.Status(frame.status).name if frame.status in P.Status._value2member_map_ else frame.status)
+        reason = frame.payload.get("reason") or frame.status
         raise FlashRejectedError(f"board rejected the uploaded bundle in slot {slot}: {reason}: "
                                  f"{frame.payload.get('error', '')}", frame.status, frame.payload)
     result = FlashResult(slot=slot, size_bytes=len(data), sha256=hashlib.sha256(data).hexdigest(),
@@ -204,8 +216,7 @@ def flash(link: Link, data: bytes, *, name: str = "bundle", trusted_keys: list |
         return result
     if log:
         log(f"slot {slot} pending; rebooting into it on trial")
-    boot_id = _slot_view(info)["boot_id"]
-    link.request(P.Opcode.REBOOT)
-    result.final_state = wait_for_verdict(link, slot, boot_id, confirm_timeout_s, log)
+    link.request(P.Opcode.REBOOT, timeout_s=30.0)
+    result.final_state = wait_for_verdict(link, slot, confirm_timeout_s, log)
     result.confirmed = True
     return result
