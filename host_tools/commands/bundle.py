@@ -66,6 +66,12 @@ def register(sub) -> None:
     p.add_argument("--no-self-test", action="store_true", help="skip the golden vectors")
     p.set_defaults(func=bundle_verify)
 
+    p = bsub.add_parser("tflite", help="export a bundle's nets as .tflite and compare them in LiteRT")
+    p.add_argument("bundle")
+    p.add_argument("-o", "--out", default=".", help="folder for <bundle>.align.tflite and <bundle>.embed.tflite")
+    p.add_argument("--no-compare", action="store_true", help="only write the files")
+    p.set_defaults(func=bundle_tflite)
+
     p = sub.add_parser("quantize", help="PTQ a checkpoint; per-layer drift report; LFW float vs int8",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("checkpoint")
@@ -341,6 +347,39 @@ def bundle_verify(args) -> int:
     tested = "not run" if args.no_self_test else f"{len(b.golden)} golden vectors exact"
     print(f"{args.bundle}: OK for {compatible}: signed by {b.key_id}, model {b.model_version!r}, "
           f"rollback {b.rollback_counter}, self-test {tested}")
+    return 0
+
+
+def bundle_tflite(args) -> int:
+    import numpy as np
+
+    from wearface.firmware import bundle as fmt
+    from wearface.host_tools import tflite_export as T
+    from wearface.kernels.runtime import Int8Runtime
+
+    b = fmt.read_bundle(_read(args.bundle), args.bundle)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for role, net in b.nets.items():
+        data, report = T.export_tflite(net)
+        path = out / f"{Path(args.bundle).stem}.{role}.tflite"
+        path.write_bytes(data)
+        notes = "; ".join(report.notes) or f"all {report.channels} channel multipliers exact"
+        print(f"wrote {path}: {len(data):,} bytes ({notes})")
+        if args.no_compare:
+            continue
+        images = [g.image for g in b.golden if g.net == role]
+        ours = [Int8Runtime(net).run_int8(im).reshape(-1).astype(np.int32) for im in images]
+        for resolver in T.RESOLVERS:
+            interp = T.load_interpreter(data, resolver)
+            if interp is None:
+                print("  LiteRT is not installed (pip install 'wearface[litert]'): no comparison")
+                break
+            diffs = [np.abs(o - T.run_interpreter(interp, im).astype(np.int32)) for o, im in zip(ours, images)]
+            worst = max(int(d.max()) for d in diffs)
+            count = sum(int((d > 0).sum()) for d in diffs)
+            print(f"  LiteRT {resolver:<9}: {len(images)} golden inputs, max |diff| {worst} LSB, "
+                  f"{count} of {sum(d.size for d in diffs)} outputs differ")
     return 0
 
 
