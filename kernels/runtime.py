@@ -166,23 +166,11 @@ def _build_gemm_plan(qnet: QuantizedNet, rows: list, fuse: bool) -> _Plan:
             rq = (beff, q.multiplier, q.shift, q.output_zero_point, q.act_min, q.act_max)
             if len(group) == 2:
                 pool = layers[group[1]].spec
-                tail = (oh, ow) + rq + (pool.size, pool.stride, ph, pw, pad, out_full)
-
-                def fn(gather=gather, gemms=gemms, acc_f=acc_f, tail=tail):
-                    if gather is not None:
-                        eg.im2col(*gather)
-                    for a, b, c in gemms:
-                        np.matmul(a, b, out=c)
-                    eg.requant_pool(acc_f, *tail)
+                fn = _GemmStep(gather, gemms, eg.requant_pool,
+                               (acc_f, oh, ow) + rq + (pool.size, pool.stride, ph, pw, pad, out_full))
             else:
-                tail = (oh, ow) + rq + (pad, out_full.reshape(oh + 2 * pad, ow + 2 * pad, o))
-
-                def fn(gather=gather, gemms=gemms, acc_f=acc_f, tail=tail):
-                    if gather is not None:
-                        eg.im2col(*gather)
-                    for a, b, c in gemms:
-                        np.matmul(a, b, out=c)
-                    eg.requant(acc_f, *tail)
+                fn = _GemmStep(gather, gemms, eg.requant,
+                               (acc_f, oh, ow) + rq + (pad, out_full.reshape(oh + 2 * pad, ow + 2 * pad, o)))
 
         elif isinstance(q, QMaxPool):
 
@@ -198,6 +186,37 @@ def _build_gemm_plan(qnet: QuantizedNet, rows: list, fuse: bool) -> _Plan:
 
 def _noop():
     pass
+
+
+class _GemmStep:
+    """One exact-GEMM layer: [im2col] -> sgemm per K chunk -> requantize (+pool) into the next buffer.
+
+    The three parts are callable separately (``gather``, ``multiply``, ``finish``) for the
+    benchmark's breakdown of where the time goes.
+    """
+
+    __slots__ = ("_gather", "_gemms", "_finish", "_finish_args")
+
+    def __init__(self, gather, gemms, finish, finish_args):
+        self._gather, self._gemms, self._finish, self._finish_args = gather, gemms, finish, finish_args
+
+    def gather(self):
+        if self._gather is not None:
+            eg.im2col(*self._gather)
+
+    def multiply(self):
+        for a, b, c in self._gemms:
+            np.matmul(a, b, out=c)
+
+    def finish(self):
+        self._finish(*self._finish_args)
+
+    def __call__(self):
+        if self._gather is not None:
+            eg.im2col(*self._gather)
+        for a, b, c in self._gemms:
+            np.matmul(a, b, out=c)
+        self._finish(*self._finish_args)
 
 
 class Int8Runtime:
@@ -246,6 +265,16 @@ class Int8Runtime:
         for _, fn, _ in plan.steps:
             fn()
         return plan.steps[-1][2].astype(np.int8)
+
+    def steps_for(self, image_uint8: np.ndarray) -> list:
+        """Load ``image_uint8`` and return the run's steps [(layer_names, fn)], in order (benchmarks).
+
+        Calling every fn in order is exactly ``run_int8`` without the final copy; an exact-GEMM
+        step also has ``gather``/``multiply``/``finish`` parts.  Empty for the reference backend.
+        """
+        plan = self._plan(True)
+        self._load_input(image_uint8, plan)
+        return [(names, fn) for names, fn, _ in plan.steps]
 
     def run(self, image_uint8: np.ndarray) -> np.ndarray:
         """Dequantized float32 output; L2-normalised for an embedding net."""
