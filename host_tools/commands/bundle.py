@@ -32,7 +32,7 @@ def register(sub) -> None:
     p.add_argument("--align", required=True, help="alignment checkpoint (.pt), or 'random'")
     p.add_argument("--embed", required=True, help="embedding checkpoint (.pt), or 'random'")
     p.add_argument("--net", default="A", help="embedding net for --embed random (A, B, C)")
-    p.add_argument("--data", help="shared data folder: CelebA calibration crops and golden inputs")
+    p.add_argument("--data", help="shared data folder: CelebA calibration crops (golden inputs are synthetic)")
     p.add_argument("--calibration", type=int, default=128, help="calibration crops per net")
     p.add_argument("--method", default="percentile", help="activation ranges: percentile, mse or minmax")
     p.add_argument("--threshold", type=float, help="match threshold θ (L2 distance); default: the checkpoint's")
@@ -174,8 +174,6 @@ def _checkpoint_threshold(fnet) -> float | None:
 
 
 def bundle_build(args) -> int:
-    import numpy as np
-
     from wearface.host_tools import bundle_build as bb, quantize as Q
     from wearface.host_tools.errors import BundleBuildError
 
@@ -186,14 +184,12 @@ def bundle_build(args) -> int:
         if args.embed != "random":
             raise BundleBuildError(f"{args.embed}: no threshold stored in the checkpoint; pass --threshold")
         threshold = 1.1
-    if args.data:
-        golden = {role: Q.calibration_images(args.data, net.spec, args.golden, args.seed + 7,
-                                             offset=args.calibration)
-                  for role, net in (("align", align), ("embed", embed))}
-    else:
-        rng = np.random.default_rng(args.seed)
-        golden = {role: [rng.integers(0, 256, net.spec.input_shape, dtype=np.uint8) for _ in range(args.golden)]
-                  for role, net in (("align", align), ("embed", embed))}
+    # golden inputs are synthetic (smooth noise in the face range), never crops of the shared data:
+    # a bundle is committed and shipped, and images derived from the data must not be
+    from wearface.kernels.ptq import random_images
+
+    golden = {role: random_images(net.spec.input_shape, args.golden, args.seed + 7 + i)
+              for i, (role, net) in enumerate((("align", align), ("embed", embed)))}
     provenance = {"align": align_prov, "embed": embed_prov, "git_commit": _git_commit(),
                   "tool": "wearface bundle build"}
     if "checkpoint" in (align_prov["kind"], embed_prov["kind"]):
