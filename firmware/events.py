@@ -66,7 +66,7 @@ Event = dict
 Subscriber = Callable[[Event], None]
 
 
-def make_event(name: str, **payload) -> Event:
+def make_event(name: str, /, **payload) -> Event:
     """An event dict: ``{"event": name, "t": time.time(), **payload}``."""
     return {"event": name, "t": time.time(), **payload}
 
@@ -94,7 +94,7 @@ class EventBus:
                     self._subscribers.remove(callback)
         return unsubscribe
 
-    def publish(self, name: str, **payload) -> Event:
+    def publish(self, name: str, /, **payload) -> Event:
         event = make_event(name, **payload)
         with self._lock:
             subscribers = list(self._subscribers)

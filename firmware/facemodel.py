@@ -45,6 +45,9 @@ class FaceModel:
         self.embed_runtime = Int8Runtime(bundle.embed_net)
         self.runtime_backend = getattr(self.embed_runtime, "backend", type(self.embed_runtime).__name__)
         self._detectors: dict = {}
+        # the first run of a runtime allocates and may compile; do it at boot, not in the first frame
+        self.align_runtime.run(np.zeros(bundle.align_net.spec.input_shape, np.uint8))
+        self.embed_runtime.run(np.zeros(bundle.embed_net.spec.input_shape, np.uint8))
 
     def detect(self, frame_bgr: np.ndarray) -> list[FaceBox]:
         """Face boxes in a BGR frame, best first, at most ``detector.max_faces``."""

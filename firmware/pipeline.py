@@ -180,9 +180,12 @@ class Pipeline:
         """The gallery changed: match every track again at the next frame (names may appear or go)."""
         self._rematch = True
 
-    def _publish_decision(self, track, index: int) -> None:
+    def _publish_decision(self, track, index: int, final: bool = False) -> None:
+        """Publish the track's decision once it rests on ``min_embeddings`` samples (or the track ends)."""
         m = track.decision
         if m is None or not track.announced or track.decided:
+            return
+        if len(track.embeddings) < self.board.tracker.min_embeddings and not final:
             return
         track.decided = True
         if m.name is not None:
@@ -197,6 +200,7 @@ class Pipeline:
     def _publish_left(self, track) -> None:
         if not track.announced:
             return
+        self._publish_decision(track, track.last_frame, final=True)
         name = track.decision.name if track.decision is not None else None
         self.bus.publish(ev.PERSON_LEFT, track=track.id, name=name, frames_seen=track.hits,
                          duration_s=round(track.last_t - track.first_t, 3), frame=track.last_frame)

@@ -82,3 +82,27 @@ class Flasher:
 @pytest.fixture
 def flasher(board):
     return Flasher(board, board.flash_root())
+
+
+def flash_app(app, data: bytes, chunk: int = 1 << 20) -> dict:
+    """Flash ``data`` through the BoardApp's own flash requests (as the serial server would)."""
+    info = app.flash_begin(len(data), hashlib.sha256(data).digest())
+    offset = info["offset"]
+    while offset < len(data):
+        offset = app.flash_chunk(offset, data[offset:offset + chunk])
+    return app.flash_end()
+
+
+def lfw_faces(shared_data, names=("George_W_Bush", "Colin_Powell")) -> dict:
+    """{identity: BGR 128x128 crop} of the first LFW128 photo of each name (never written to the repo)."""
+    import zipfile
+
+    import cv2
+    import numpy as np
+
+    faces = {}
+    with zipfile.ZipFile(shared_data / "lfw" / "lfw128.zip") as z:
+        for name in names:
+            raw = z.read(f"lfw128/{name}/{name}_0001.jpg")
+            faces[name] = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR)
+    return faces

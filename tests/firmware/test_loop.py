@@ -1,0 +1,178 @@
+"""The recognition loop inside BoardApp on synthesized videos of face crops: the events it emits."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from wearface.firmware import scene
+from wearface.firmware.app import BoardApp
+from wearface.firmware.camera import IterableSource
+from wearface.firmware.errors import EnrollError, GalleryError, NotRunningError
+
+from .conftest import flash_app, lfw_faces, make_board, signed_bundle
+
+
+def _rgb(bgr, side=None):
+    if side:
+        bgr = cv2.resize(bgr, (side, side), interpolation=cv2.INTER_AREA)
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def _running_app(tmp_path, frames, **board_changes):
+    board = make_board(tmp_path, **board_changes)
+    app = BoardApp(board, frames=frames)
+    flash_app(app, signed_bundle(1))
+    recorded = []
+    app.subscribe(recorded.append)
+    return app, recorded
+
+
+def _by_track(events):
+    tracks = {}
+    for e in events:
+        if e["event"].startswith("person."):
+            tracks.setdefault(e["track"], []).append(e)
+    return tracks
+
+
+def test_loop_recognises_the_enrolled_face_once_per_track_and_confirms_the_trial(tmp_path):
+    face = scene.grace_hopper_face()
+    actors = [scene.Actor(face, start=5, stop=60, size_px=(150, 180))]
+    app, events = _running_app(tmp_path, lambda: scene.scene_frames(actors, 75))
+    app.stop()  # recovery had no loop; enrol first, then boot the flashed bundle with the video
+    app.reboot()
+    app.stop()
+    app.enroll_images("grace", [_rgb(face, 128)])
+    app.enroll_images("inverted", [_rgb(255 - face, 128)])  # a second, very different "person"
+    events.clear()
+    app.reboot()
+    assert app.wait_loop(120)
+    names = [e["event"] for e in events]
+    assert names[:3] == ["boot.verified", "boot.trial", "boot.booted"]
+    assert "boot.confirmed" in names and names[-1] == "camera.ended"
+    tracks = _by_track(events)
+    assert len(tracks) == 1, tracks
+    (track,) = tracks.values()
+    kinds = [e["event"] for e in track]
+    assert kinds == ["person.appeared", "person.recognised", "person.left"], [(e["event"], e.get("name"), e.get("distance"), e["frame"]) for e in track]
+    recognised = track[1]
+    assert recognised["name"] == "grace" and recognised["next_name"] == "inverted"
+    assert recognised["margin"] > 0 and recognised["distance"] < app.boot_result.bundle.threshold
+    assert track[2]["name"] == "grace"
+    # the decisions are in the log file on the flash
+    log = "\n".join(app.log_tail(200))
+    assert "boot.confirmed slot=A" in log and "person.recognised" in log
+    stats = app.stats()
+    assert stats["frames"] == 75 and stats["embeds"] < 75 / 2  # recognised once per track, not per frame
+    assert set(stats["latency_ms"]) == {"detect", "align", "embed", "match", "frame"}
+    app.close()
+
+
+def test_unenrolled_face_is_unknown_and_debug_embeddings_only_when_asked(tmp_path):
+    face = scene.grace_hopper_face()
+    actors = [scene.Actor(face, start=0, stop=30, size_px=(160, 160))]
+    app, events = _running_app(tmp_path, lambda: scene.scene_frames(actors, 40))
+    app.reboot()
+    assert app.wait_loop(120)
+    tracks = _by_track(events)
+    kinds = [e["event"] for t in tracks.values() for e in t]
+    assert "person.unknown" in kinds and "person.recognised" not in kinds
+    assert not [e for e in events if e["event"] == "debug.embedding"]
+    events.clear()
+    app.set_debug_embeddings(True)
+    app.reboot()
+    assert app.wait_loop(120)
+    debug = [e for e in events if e["event"] == "debug.embedding"]
+    assert debug and debug[0]["embedding"].shape == (128,)
+    assert abs(float(np.linalg.norm(debug[0]["embedding"])) - 1) < 1e-4
+    app.close()
+
+
+def test_lfw_faces_are_told_apart(tmp_path, shared_data):
+    faces = lfw_faces(shared_data)
+    (a, face_a), (b, face_b) = faces.items()
+    actors = [scene.Actor(face_a, start=0, stop=40, from_xy=(0.25, 0.5), to_xy=(0.3, 0.5), size_px=(170, 170)),
+              scene.Actor(face_b, start=0, stop=40, from_xy=(0.75, 0.5), to_xy=(0.7, 0.5), size_px=(170, 170))]
+    app, events = _running_app(tmp_path, lambda: scene.scene_frames(actors, 50))
+    app.reboot()
+    app.stop()
+    app.enroll_images(a, [_rgb(face_a)])
+    app.enroll_images(b, [_rgb(face_b)])
+    events.clear()
+    app.reboot()
+    assert app.wait_loop(120)
+    recognised = {e["name"] for e in events if e["event"] == "person.recognised"}
+    assert recognised == {a, b}
+    app.close()
+
+
+def test_enrolment_errors_and_recovery(tmp_path):
+    board = make_board(tmp_path)
+    app = BoardApp(board, frames=[])
+    assert app.state == "recovery" and app.info()["state"] == "recovery"
+    with pytest.raises(NotRunningError):
+        app.enroll_images("x", [np.zeros((100, 100, 3), np.uint8)])
+    flash_app(app, signed_bundle(1))
+    app.reboot()
+    assert app.state == "running"
+    with pytest.raises(EnrollError) as err:
+        app.enroll_images("x", [np.full((480, 640, 3), 90, np.uint8)])
+    assert err.value.reason == "no_face"
+    face = scene.grace_hopper_face()
+    two = np.hstack([cv2.resize(face, (300, 300)), cv2.resize(face, (300, 300))])
+    with pytest.raises(EnrollError) as err:
+        app.enroll_images("x", [_rgb(two)])
+    assert err.value.reason == "several_faces"
+    with pytest.raises(GalleryError) as err:
+        app.enroll_images("", [_rgb(face, 128)])
+    assert err.value.reason == "bad_name"
+    result = app.enroll_images("grace", [_rgb(face, 128), _rgb(cv2.resize(face, (300, 300)))])
+    assert result["added"] == 2 and result["spread_max"] >= 0
+    assert app.gallery_list()[0]["name"] == "grace" and app.info()["gallery_size"] == 1
+    assert app.gallery_delete("grace") == 2
+    with pytest.raises(GalleryError) as err:
+        app.gallery_delete("grace")
+    assert err.value.reason == "unknown_name"
+    app.close()
+
+
+def test_new_embedding_space_marks_people_for_reenrolment(tmp_path):
+    board = make_board(tmp_path)
+    app = BoardApp(board, frames=[])
+    flash_app(app, signed_bundle(1))
+    app.reboot()
+    app.enroll_images("grace", [_rgb(scene.grace_hopper_face(), 128)])
+    app.booter.confirm(30)
+    flash_app(app, signed_bundle(2))  # other random nets: another embedding space
+    events = []
+    app.subscribe(events.append)
+    app.reboot()
+    stale = [e for e in events if e["event"] == "gallery.needs_reenrolment"]
+    assert stale and stale[0]["names"] == ["grace"]
+    assert app.gallery_list()[0]["needs_reenrolment"] is True
+    assert app.gallery.match(np.ones(128, np.float32) / np.sqrt(128)).name is None
+    app.close()
+
+
+def test_camera_counts_dropped_and_corrupt_frames():
+    good = np.zeros((48, 64, 3), np.uint8)
+    source = IterableSource([good, None, np.zeros((4, 4), np.float32), good[:, :, 0], "junk", good])
+    frames = []
+    while (f := source.read()) is not None:
+        frames.append(f)
+    assert len(frames) == 3 and all(f.shape == (48, 64, 3) for f in frames)
+    assert source.counters() == {"frames": 3, "dropped_frames": 1, "corrupt_frames": 2}
+
+
+def test_video_file_source_plays_and_loops(tmp_path):
+    from wearface.firmware.camera import VideoCaptureSource
+
+    path = scene.write_video(tmp_path / "clip.avi", (np.full((64, 80, 3), i * 20, np.uint8) for i in range(5)))
+    once = VideoCaptureSource(str(path), loop=False)
+    count = 0
+    while once.read() is not None:
+        count += 1
+    assert count == 5 and once.ended()
+    looped = VideoCaptureSource(str(path), loop=True)
+    assert all(looped.read() is not None for _ in range(12))
