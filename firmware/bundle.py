@@ -528,15 +528,17 @@ def embedding_space_id(qnet: qn.QuantizedNet) -> str:
 
 # --- the self-test -----------------------------------------------------------------------------
 
-def run_net(qnet: qn.QuantizedNet, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def run_net(qnet: qn.QuantizedNet, image: np.ndarray, runtime=None) -> tuple[np.ndarray, np.ndarray]:
     """Run one uint8 (H, W, 3) image through the int8 runtime: (int8 output, float32 output).
 
     The float output is the int8 output dequantized with the net's output scale and zero point,
-    and L2-normalised for an embedding net (``dequantize_output``).
+    and L2-normalised for an embedding net (``dequantize_output``).  ``runtime``: an
+    ``Int8Runtime`` of ``qnet`` to reuse (built here when None).
     """
     from wearface.kernels.runtime import Int8Runtime
 
-    out_int8 = np.asarray(Int8Runtime(qnet).run_int8(np.asarray(image)), dtype=np.int8)
+    runtime = runtime if runtime is not None else Int8Runtime(qnet)
+    out_int8 = np.asarray(runtime.run_int8(np.asarray(image)), dtype=np.int8)
     return out_int8, dequantize_output(qnet, out_int8)
 
 
@@ -551,10 +553,15 @@ def dequantize_output(qnet: qn.QuantizedNet, out_int8: np.ndarray) -> np.ndarray
 
 def run_golden(bundle: Bundle, name: str = "bundle") -> None:
     """Run every golden vector through the int8 runtime; GOLDEN_MISMATCH on any difference."""
+    runtimes: dict = {}
     for i, g in enumerate(bundle.golden):
         net = bundle.nets[g.net]
         try:
-            out_int8, out_float = run_net(net, g.image)
+            if g.net not in runtimes:
+                from wearface.kernels.runtime import Int8Runtime
+
+                runtimes[g.net] = Int8Runtime(net)
+            out_int8, out_float = run_net(net, g.image, runtimes[g.net])
         except BundleError:
             raise
         except Exception as exc:  # a runtime that cannot run this net is a failed self-test, not a crash

@@ -161,6 +161,9 @@ def build_bundle(align_qnet: qn.QuantizedNet, embed_qnet: qn.QuantizedNet, thres
     table = _TensorTable()
     nets_json = {role: _net_json(role, net, table) for role, net in qnets.items()}
     golden = []
+    from wearface.kernels.runtime import Int8Runtime
+
+    runtimes = {role: Int8Runtime(net) for role, net in qnets.items()}
     for role, images in golden_inputs.items():
         if role not in qnets:
             raise BundleBuildError(f"golden inputs for unknown net {role!r} (expected {list(qnets)})")
@@ -169,7 +172,7 @@ def build_bundle(align_qnet: qn.QuantizedNet, embed_qnet: qn.QuantizedNet, thres
             if image.dtype != np.uint8 or image.shape != tuple(qnets[role].spec.input_shape):
                 raise BundleBuildError(f"golden input {role}[{i}]: expected uint8 {qnets[role].spec.input_shape}, "
                                        f"found {image.dtype} {image.shape}")
-            out_int8, out_float = fmt.run_net(qnets[role], image)
+            out_int8, out_float = fmt.run_net(qnets[role], image, runtimes[role])
             prefix = f"golden/{role}/{i}"
             golden.append({"net": role,
                            "input": table.add(f"{prefix}/input", image, "uint8"),
