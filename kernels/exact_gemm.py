@@ -61,14 +61,19 @@ def im2col(xp_flat, wp, c, kernel, stride, oh_n, ow_n, cols):
     patch is one contiguous span of KW*C floats of the input.
     """
     span = kernel * c
+    k_total = cols.shape[1]
+    flat = cols.reshape(-1)
+    # Copies go through 0-based slice views: indexing with a computed offset (row[t + e]) makes
+    # Numba emit negative-index wraparound code that blocks vectorisation (6x slower here).
     for oh in range(oh_n):
         for ow in range(ow_n):
-            row = cols[oh * ow_n + ow]
+            base = (oh * ow_n + ow) * k_total
             for kh in range(kernel):
                 off = ((oh * stride + kh) * wp + ow * stride) * c
-                t = kh * span
+                src = xp_flat[off : off + span]
+                dst = flat[base + kh * span : base + kh * span + span]
                 for e in range(span):
-                    row[t + e] = xp_flat[off + e]
+                    dst[e] = src[e]
     return cols
 
 
@@ -90,11 +95,13 @@ def requant(acc_f, oh_n, ow_n, bias_eff, multiplier, shift, output_zero_point, a
     for i in range(oh_n):
         for j in range(ow_n):
             r = i * ow_n + j
+            src = acc_f[0, r]
             for c in range(o):
-                a[c] = np.int32(acc_f[0, r, c]) + bias_eff[c]
+                a[c] = np.int32(src[c]) + bias_eff[c]
             for k in range(1, nch):
+                src = acc_f[k, r]
                 for c in range(o):
-                    a[c] = np.int32(a[c] + np.int32(acc_f[k, r, c]))
+                    a[c] = np.int32(a[c] + np.int32(src[c]))
             dst = out[i + pad, j + pad]
             for c in range(o):
                 dst[c] = _requant_one(a[c], multiplier[c], shift[c], output_zero_point, act_min, act_max)
@@ -121,11 +128,13 @@ def requant_pool(acc_f, oh_n, ow_n, bias_eff, multiplier, shift, output_zero_poi
             for r in range(r0, r1):
                 for s in range(c0, c1):
                     m = r * ow_n + s
+                    src = acc_f[0, m]
                     for c in range(o):
-                        a[c] = np.int32(acc_f[0, m, c])
+                        a[c] = np.int32(src[c])
                     for k in range(1, nch):
+                        src = acc_f[k, m]
                         for c in range(o):
-                            a[c] = np.int32(a[c] + np.int32(acc_f[k, m, c]))
+                            a[c] = np.int32(a[c] + np.int32(src[c]))
                     if first:
                         for c in range(o):
                             best[c] = a[c]

@@ -1,0 +1,207 @@
+"""Kernels benchmark (not a test): our int8 runtime vs ONNX Runtime int8 and PyTorch fp32, one thread.
+
+    python3 bench/bench_kernels.py [--runs 200] [--warmup 20]
+
+Single image, one thread everywhere (NUMBA_NUM_THREADS=1, OPENBLAS_NUM_THREADS=1, ORT
+intra_op_num_threads=1, torch.set_num_threads(1)).  All engines run the same float weights
+(He-initialised at random: speed does not depend on the values): ours quantized by
+``kernels.ptq.quantize_net``; ONNX Runtime's int8 model is the torch module (built by
+``host_tools.torch_nets`` from the same ``nets.py`` lists) exported to ONNX and quantized by
+``onnxruntime.quantization.quantize_static`` (QDQ, per-channel int8 weights, int8 activations),
+calibrated on the same images.  The engines are timed interleaved, one call each per round, so that
+load from other processes hits them alike; the table gives medians over ``--runs`` rounds after
+``--warmup`` rounds.  Then a per-step table of our model A (median of separate timings of each step).
+"""
+from __future__ import annotations
+
+import os
+
+for _var in ("NUMBA_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_var] = "1"
+
+import argparse  # noqa: E402
+import platform  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from wearface.kernels import float_ref, nets, ptq, runtime  # noqa: E402
+
+CALIBRATION_IMAGES = 16
+
+
+def cpu_model() -> str:
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+        for line in out.splitlines():
+            if line.startswith("Model name:"):
+                return line.split(":", 1)[1].strip()
+    except (OSError, subprocess.CalledProcessError):
+        pass
+    return platform.processor() or "unknown"
+
+
+def torch_module(spec, weights):
+    """A torch fp32 module of ``spec`` (no BatchNorm) carrying our float weights."""
+    import torch
+
+    from wearface.host_tools.torch_nets import build_torch_net, module_key
+
+    module = build_torch_net(spec, batchnorm=False).eval()
+    with torch.no_grad():
+        for name, (w, b) in weights.items():
+            block = module.layers[module_key(name)]
+            lin = block.conv if hasattr(block, "conv") else block.linear
+            wt = torch.from_numpy(w.transpose(0, 3, 1, 2).copy() if w.ndim == 4 else w)
+            lin.weight.copy_(wt)
+            lin.bias.copy_(torch.from_numpy(b))
+    return module
+
+
+def ort_int8_session(spec, module, images, workdir: Path):
+    """Export ``module`` to ONNX, quantize it QDQ per-channel int8, open a 1-thread session."""
+    import onnxruntime as ort
+    import torch
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from wearface.host_tools.torch_nets import to_input
+
+    fp32 = workdir / f"{spec.name}_fp32.onnx"
+    pre = workdir / f"{spec.name}_pre.onnx"
+    int8 = workdir / f"{spec.name}_int8.onnx"
+    h, w, c = spec.input_shape
+    torch.onnx.export(module, torch.zeros(1, c, h, w), str(fp32), dynamo=False, opset_version=17,
+                      input_names=["x"], output_names=["y"])
+    quant_pre_process(str(fp32), str(pre))
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self._it = iter([{"x": to_input(im[None]).numpy()} for im in images])
+
+        def get_next(self):
+            return next(self._it, None)
+
+    quantize_static(str(pre), str(int8), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.inter_op_num_threads = 1
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(int8), so, providers=["CPUExecutionProvider"])
+
+
+def median_ms(samples) -> float:
+    return float(np.median(samples) * 1e3)
+
+
+def time_interleaved(engines: dict, runs: int, warmup: int) -> dict:
+    """engines: {name: zero-arg callable}; returns {name: median ms} over ``runs`` rounds."""
+    samples = {name: [] for name in engines}
+    for r in range(warmup + runs):
+        for name, fn in engines.items():
+            t0 = time.perf_counter()
+            fn()
+            dt = time.perf_counter() - t0
+            if r >= warmup:
+                samples[name].append(dt)
+    return {name: median_ms(s) for name, s in samples.items()}
+
+
+def per_step_table(rt, image, runs: int) -> list:
+    """[(step name, MACs, median ms, gather ms, gemm ms, requant ms)] for each fused step of ``rt``."""
+    macs = {r.layer.name: r.macs for r in nets.iter_counts(rt.spec)}
+    rows = []
+    for names, fn in rt.steps_for(image):
+        parts = [fn]
+        if hasattr(fn, "multiply"):
+            parts += [fn.gather, fn.multiply, fn.finish]
+        times = []
+        for part in parts:
+            for _ in range(5):
+                part()
+            s = []
+            for _ in range(runs):
+                t0 = time.perf_counter()
+                part()
+                s.append(time.perf_counter() - t0)
+            times.append(median_ms(s))
+        times += [float("nan")] * (4 - len(times))
+        rows.append(("+".join(names), sum(macs[n] for n in names), *times))
+    return rows
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--runs", type=int, default=200, help="timed rounds (median; >= 50)")
+    ap.add_argument("--warmup", type=int, default=20)
+    args = ap.parse_args(argv)
+    import onnxruntime
+    import torch
+
+    torch.set_num_threads(1)
+    print(f"CPU: {cpu_model()}; python {platform.python_version()}, numpy {np.__version__}, "
+          f"numba {__import__('numba').__version__}, onnxruntime {onnxruntime.__version__}, torch {torch.__version__}")
+    print(f"one thread, single image, median of {args.runs} interleaved rounds after {args.warmup} warm-up rounds\n")
+
+    engines, agreement, ours_rt = {}, {}, {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for spec in (nets.MODEL_A, nets.ALIGN_NET):
+            weights = ptq.random_float_weights(spec, seed=1)
+            images = ptq.random_images(spec.input_shape, CALIBRATION_IMAGES, seed=2)
+            image = images[0]
+            qnet = ptq.quantize_net(spec, weights, images, method="percentile")
+            rt = runtime.Int8Runtime(qnet)
+            rt_int = runtime.Int8Runtime(qnet, "int")
+            module = torch_module(spec, weights)
+            sess = ort_int8_session(spec, module, images, Path(tmp))
+            from wearface.host_tools.torch_nets import to_input
+
+            x_nchw = to_input(image[None]).numpy()
+            x_torch = torch.from_numpy(x_nchw)
+
+            def torch_run(module=module, x=x_torch):
+                with torch.inference_mode():
+                    return module(x)
+
+            engines[(spec.name, "ours int8 (exact_gemm)")] = lambda rt=rt, im=image: rt.run(im)
+            engines[(spec.name, "ours int8 (int)")] = lambda rt=rt_int, im=image: rt.run(im)
+            engines[(spec.name, "ONNX Runtime int8 QDQ")] = lambda s=sess, x=x_nchw: s.run(None, {"x": x})
+            engines[(spec.name, "PyTorch fp32")] = torch_run
+            ours_rt[spec.name] = (rt, image)
+            ref = float_ref.forward(spec, weights, image)
+            ort_out = sess.run(None, {"x": x_nchw})[0][0]
+            cos = lambda a, b: float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b)))  # noqa: E731
+            agreement[spec.name] = (cos(rt.run(image), ref), cos(ort_out, ref), cos(torch_run()[0].numpy(), ref))
+
+        medians = time_interleaved(engines, args.runs, args.warmup)
+
+    print(f"| net | engine | ms | ours / ORT int8 |")
+    print(f"|---|---|---:|---:|")
+    for (net, engine), ms in medians.items():
+        ort_ms = medians[(net, "ONNX Runtime int8 QDQ")]
+        ratio = f"{ms / ort_ms:.2f}x" if engine.startswith("ours") else ""
+        print(f"| {net} | {engine} | {ms:.3f} | {ratio} |")
+    print("\ncosine to our float reference (ours int8, ORT int8, torch fp32):")
+    for net, (a, b, c) in agreement.items():
+        print(f"  {net}: {a:.4f} {b:.4f} {c:.4f}")
+
+    rt, image = ours_rt["A"]
+    rows = per_step_table(rt, image, max(50, args.runs // 2))
+    total = sum(r[2] for r in rows)
+    print(f"\nour model A, exact_gemm, per step (median of {max(50, args.runs // 2)} runs each):")
+    print("| step | MMACs | ms | share | im2col ms | sgemm ms | requant(+pool) ms | GMAC/s |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for name, macs, ms, g, m, f in rows:
+        rate = f"{macs / ms / 1e6:.0f}" if macs and ms > 0 else ""
+        print(f"| {name} | {macs / 1e6:.2f} | {ms:.3f} | {100 * ms / total:.0f}% | {g:.3f} | {m:.3f} | {f:.3f} | {rate} |")
+    print(f"| sum of steps | {sum(r[1] for r in rows) / 1e6:.1f} | {total:.3f} | | | | | |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
