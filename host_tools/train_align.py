@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import pickle
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -86,8 +87,9 @@ class FaceImage:
 
 
 def load_images(data_dir, sources, val_percent: int, max_per_source: int = 0, seed: int = 0,
-                log=print) -> tuple[list[FaceImage], list[FaceImage]]:
-    """Decode every image with landmarks from ``sources``: (train, held_out) lists."""
+                log=print, held_out_only: bool = False) -> tuple[list[FaceImage], list[FaceImage]]:
+    """Decode every image with landmarks from ``sources``: (train, held_out) lists (train stays
+    empty with ``held_out_only``)."""
     train, val = [], []
     rng = np.random.default_rng(seed)
     for name in sources:
@@ -97,12 +99,15 @@ def load_images(data_dir, sources, val_percent: int, max_per_source: int = 0, se
         zf = ImageZip(data_dir, name)
         t0 = time.time()
         for it in items:
+            held = is_held_out(f"{name}:{it.identity}", val_percent)
+            if held_out_only and not held:
+                continue
             img = cv2.copyMakeBorder(zf.read(it.path), PAD_PX, PAD_PX, PAD_PX, PAD_PX, cv2.BORDER_REPLICATE)
             face = FaceImage(img, it.landmarks + PAD_PX)
-            (val if is_held_out(f"{name}:{it.identity}", val_percent) else train).append(face)
+            (val if held else train).append(face)
         zf.close()
         log(f"loaded {len(items)} images from {name} in {time.time() - t0:.1f} s")
-    if not train:
+    if not train and not held_out_only:
         raise DataError(f"{data_dir}: no training images with landmarks in {list(sources)}")
     return train, val
 
@@ -128,13 +133,20 @@ def photometric(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
+def flip_face(face: FaceImage) -> FaceImage:
+    """The mirror image, with landmarks mirrored and relabelled (the image's left eye stays "reye")."""
+    img = cv2.flip(face.image, 1)  # SIMD copy; numpy's [:, ::-1] copy was ~1 ms per image
+    lm = face.landmarks[list(FLIP_ORDER)].copy()
+    lm[:, 0] = img.shape[1] - 1 - lm[:, 0]
+    return FaceImage(img, lm)
+
+
 def make_example(face: FaceImage, rng: np.random.Generator, p: Perturbation, augment: bool = True):
-    """(uint8 (50, 50, 3) RGB alignment input, float32 (3,) target correction)."""
-    img, lm = face.image, face.landmarks
+    """(uint8 (50, 50, 3) RGB alignment input, float32 (3,) target correction).  The target is
+    always computed from the landmarks of the image actually rendered (after any flip)."""
     if augment and rng.random() < 0.5:
-        img = cv2.flip(img, 1)  # SIMD copy; numpy's [:, ::-1] copy was ~1 ms per image
-        lm = lm[list(FLIP_ORDER)].copy()
-        lm[:, 0] = img.shape[1] - 1 - lm[:, 0]
+        face = flip_face(face)
+    img, lm = face.image, face.landmarks
     ideal = geom.fit_window(lm)
     start = random_start(ideal, rng, p)
     x = geom.alignment_input(img, start)
@@ -215,7 +227,7 @@ def load_align_model(path):
 
         model = build_torch_net(nets.get_net("align"), batchnorm=cfg.get("batchnorm", True))
         model.load_state_dict(ckpt["model"])
-    except (KeyError, RuntimeError, OSError, TypeError) as exc:
+    except (KeyError, RuntimeError, OSError, TypeError, ValueError, EOFError, AttributeError, pickle.UnpicklingError) as exc:
         raise DataError(f"{path}: not an align checkpoint ({exc})") from None
     return model.eval(), ckpt
 
