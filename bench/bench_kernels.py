@@ -172,6 +172,15 @@ def main(argv=None) -> int:
             engines[(spec.name, "ours int8 (int)")] = lambda rt=rt_int, im=image: rt.run(im)
             engines[(spec.name, "ONNX Runtime int8 QDQ")] = lambda s=sess, x=x_nchw: s.run(None, {"x": x})
             engines[(spec.name, "PyTorch fp32")] = torch_run
+            try:  # LiteRT on the .tflite of this same int8 net (host_tools/tflite_export.py; extra "litert")
+                from wearface.host_tools import tflite_export as tfl
+
+                for resolver, label in (("builtin", "LiteRT int8 (builtin)"), ("default", "LiteRT int8 (XNNPACK)")):
+                    interp = tfl.load_interpreter(tfl.export_tflite(qnet)[0], resolver, threads=1)
+                    if interp is not None:
+                        engines[(spec.name, label)] = lambda i=interp, im=image: tfl.run_interpreter(i, im)
+            except ImportError:
+                pass
             ours_rt[spec.name] = (rt, image)
             ref = float_ref.forward(spec, weights, image)
             ort_out = sess.run(None, {"x": x_nchw})[0][0]
