@@ -165,6 +165,23 @@ def layer_drift(fnet: FloatNet, qnet: qn.QuantizedNet, images: list) -> list[Dri
     return rows
 
 
+def output_error(fnet: FloatNet, qnet: qn.QuantizedNet, images: list) -> dict:
+    """Final outputs, float reference vs int8 runtime (dequantized; embeddings L2-normalised):
+    per output component, mean and max |difference|, and for an embedding the L2 distance."""
+    from wearface.kernels import float_ref
+    from wearface.kernels.runtime import Int8Runtime
+
+    runtime = Int8Runtime(qnet)
+    f = np.stack([float_ref.forward(fnet.spec, fnet.weights, im) for im in images]).astype(np.float64)
+    q = np.stack([runtime.run(im) for im in images]).astype(np.float64)
+    d = np.abs(f - q)
+    result = {"images": len(images), "abs_diff_mean": d.mean(axis=0).tolist(), "abs_diff_max": d.max(axis=0).tolist()}
+    if fnet.spec.output == "embedding":
+        dist = np.linalg.norm(f - q, axis=1)
+        result.update(l2_mean=float(dist.mean()), l2_max=float(dist.max()))
+    return result
+
+
 def drift_table(rows: list[DriftRow]) -> str:
     lines = [f"| layer | type | output | cosine mean | cosine min |", "|---|---|---|---|---|"]
     for r in rows:

@@ -400,6 +400,15 @@ def quantize(args) -> int:
     Q.save_drift_png(rows, out / "drift.png", title)
     print(title)
     print(table)
+    err = Q.output_error(fnet, qnet, held_out)
+    if fnet.spec.output == "regression":
+        parts = ", ".join(f"{m:.5f} (max {x:.5f})" for m, x in zip(err["abs_diff_mean"], err["abs_diff_max"]))
+        line = f"final outputs |float - int8| per component (align: dx, dy in frame widths, angle in rad), mean (max): {parts}"
+    else:
+        line = f"embedding L2 distance float vs int8: mean {err['l2_mean']:.4f}, max {err['l2_max']:.4f}"
+    print(line)
+    with open(out / "drift.md", "a") as fh:
+        fh.write(f"\n{line}\n")
     print(f"wrote {out / 'drift.md'} and {out / 'drift.png'}")
     if args.lfw:
         res = Q.lfw_float_vs_int8(fnet, qnet, args.data, pair_stride=args.lfw_stride, progress=True)
