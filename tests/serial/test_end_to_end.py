@@ -1,0 +1,116 @@
+"""End to end on a real pty with the real firmware process (``python -m wearface.firmware``) and the host tools."""
+from __future__ import annotations
+
+import io
+import threading
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from wearface.firmware import protocol as P
+from wearface.firmware.errors import BundleError
+from wearface.host_tools.enroll import enroll_photos
+from wearface.host_tools.errors import LinkError, NoFaceError, SeveralFacesError, UnknownNameError
+from wearface.host_tools.fault_proxy import FaultProxy
+from wearface.host_tools.flash import flash, upload
+from wearface.host_tools.link import Link
+from wearface.host_tools.monitor import Monitor
+from wearface.host_tools.virtual_board import VirtualBoard
+
+
+@pytest.fixture(scope="module")
+def bundles():
+    from wearface.host_tools.bundle_build import build_test_bundle
+
+    return [build_test_bundle(seed=s, model_version=f"test-{s}") for s in (0, 1)]
+
+
+@pytest.fixture
+def board(tmp_path):
+    with VirtualBoard(tmp_path / "flash") as vb:
+        yield vb
+
+
+def _info(link):
+    return link.request(P.Opcode.INFO)
+
+
+def test_flash_enroll_gallery_on_the_real_firmware(board, bundles, tmp_path):
+    from wearface.firmware.scene import grace_hopper_path
+
+    photo = grace_hopper_path()
+    with Link(str(board.port), open_timeout_s=10) as link:
+        assert _info(link)["state"] == "recovery"
+        result = flash(link, bundles[0])
+        assert result.confirmed and _info(link)["confirmed_slot"] == result.slot
+        out = enroll_photos(link, "grace", [photo])
+        assert out.added == 1 and out.faces[0]["mode"] == "detected"
+        face = cv2.imread(str(photo))
+        cv2.imwrite(str(tmp_path / "two.jpg"), np.hstack([face, face]))
+        with pytest.raises(SeveralFacesError, match="two.jpg"):
+            enroll_photos(link, "twins", [tmp_path / "two.jpg"])
+        cv2.imwrite(str(tmp_path / "wall.png"), np.full((300, 400, 3), 128, np.uint8))
+        with pytest.raises(NoFaceError, match="no face"):
+            enroll_photos(link, "wall", [tmp_path / "wall.png"])
+        people = link.request(P.Opcode.GALLERY_LIST)["people"]
+        assert [p["name"] for p in people] == ["grace"]
+        with pytest.raises(UnknownNameError):
+            link.request(P.Opcode.GALLERY_DELETE, {"name": "ada"})
+        assert link.request(P.Opcode.GALLERY_DELETE, {"name": "grace"})["deleted"] == 1
+
+
+@pytest.mark.slow
+def test_corrupt_bundle_never_boots_and_cut_flash_resumes(board, bundles, tmp_path):
+    with FaultProxy(board.port, tmp_path / "cable") as proxy:
+        with Link(str(tmp_path / "cable"), timeout_s=0.5, retries=2, open_timeout_s=10) as link:
+            first = flash(link, bundles[0])
+            bad = bytearray(bundles[1])
+            bad[len(bad) // 2] ^= 0x01
+            with pytest.raises(BundleError):  # the host refuses to send it at all
+                flash(link, bytes(bad), reboot=False)
+            upload(link, bytes(bad))          # sent anyway, the board refuses it
+            end = link.request_frame(P.Opcode.FLASH_END, timeout_s=10)
+            assert end.status == P.Status.FLASH_REJECTED, end.payload
+            link.request(P.Opcode.REBOOT, timeout_s=20)
+            info = _info(link)
+            assert info["active_slot"] == first.slot and info["state"] == "running"
+
+            def unplug_halfway(done, total):
+                if done > total // 2 and not proxy.counters["cuts"]:
+                    proxy.unplug()
+            with pytest.raises(LinkError, match="resume"):
+                upload(link, bundles[1], progress=unplug_halfway, resume_timeout_s=0.5)
+            proxy.plug()
+            info = _info(link)
+            assert info["active_slot"] == first.slot and info["state"] == "running"  # old slot still runs
+            second = flash(link, bundles[1])
+    assert second.resumed_from > 0 and second.confirmed and second.slot != first.slot
+
+
+def test_monitor_reconnects_when_the_board_is_killed_and_restarted(board, bundles):
+    with Link(str(board.port), open_timeout_s=10) as link:
+        flash(link, bundles[0])
+    seen = []
+    out = io.StringIO()
+    mon = Monitor(str(board.port), out=out, on_event=seen.append, log_lines=0)
+    mon.start()
+    thread = threading.Thread(target=mon.watch, args=(60.0,), daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not any(e.get("event") == "stats" for e in seen) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        board.kill()
+        assert board.wait_for_boot(2)
+        n_before = len(seen)
+        while not any(e.get("event") == "stats" for e in seen[n_before:]) and time.monotonic() < deadline + 20:
+            time.sleep(0.1)
+    finally:
+        mon.stop_event.set()
+        thread.join(timeout=5)
+        mon.close()
+    assert any(e.get("event") == "stats" for e in seen[n_before:]), out.getvalue()
+    text = out.getvalue()
+    assert "link.lost" in text and "link.up" in text
