@@ -20,13 +20,14 @@ import numpy as np
 from . import affine as affine_k
 from . import conv as conv_k
 from . import exact_gemm as eg
+from . import int_gemm as ig
 from . import nets, reference, validate
 from .errors import KernelError
 from .pool import max_pool
 from .qnet import QAffine, QConv, QFlatten, QMaxPool, QuantizedNet
 
-BACKENDS = ("exact_gemm", "int", "reference")
-DEFAULT_BACKEND = "exact_gemm"
+BACKENDS = ("exact_gemm", "int", "direct", "reference")
+DEFAULT_BACKEND = "int"
 
 
 class _Plan:
@@ -184,8 +185,124 @@ def _build_gemm_plan(qnet: QuantizedNet, rows: list, fuse: bool) -> _Plan:
     return plan
 
 
+class _IntLayer:
+    """One int-GEMM layer call; ``args`` are ``int_gemm.conv_layer``'s."""
+
+    __slots__ = ("args",)
+
+    def __init__(self, args):
+        self.args = args
+
+    def __call__(self):
+        ig.conv_layer(*self.args)
+
+
+def _fuse_nin_blocks(plan: _Plan, layers: list) -> _Plan:
+    """Merge each (KxK conv [+pool]) step followed by a 1x1 conv step into one ``int_gemm.nin_block`` call."""
+    by_name = {layer.spec.name: layer for layer in layers}
+    steps, i = [], 0
+    while i < len(plan.steps):
+        names, fn, out = plan.steps[i]
+        if i + 1 < len(plan.steps) and isinstance(fn, _IntLayer):
+            names2, fn2, out2 = plan.steps[i + 1]
+            nxt = by_name[names2[0]]
+            if (isinstance(fn2, _IntLayer) and isinstance(nxt, QConv) and nxt.spec.kernel == 1
+                    and isinstance(by_name[names[0]], QConv)):
+
+                def fused(a=fn.args, b=fn2.args):
+                    ig.nin_block(a, b)
+
+                steps.append((names + names2, fused, out2))
+                i += 2
+                continue
+        steps.append((names, fn, out))
+        i += 1
+    plan.steps = steps
+    return plan
+
+
 def _noop():
     pass
+
+
+def _int16_buffer(shape: tuple, consumer) -> tuple:
+    """int16 version of :func:`_padded_buffer`: (full, interior, pad)."""
+    if isinstance(consumer, QConv) and consumer.spec.padding > 0:
+        p = consumer.spec.padding
+        h, w, c = shape
+        full = np.full((h + 2 * p, w + 2 * p, c), consumer.input_zero_point, np.int16)
+        return full, full[p : p + h, p : p + w], p
+    full = np.zeros(shape, np.int16)
+    return full, full, 0
+
+
+def _build_int_gemm_plan(qnet: QuantizedNet, rows: list, fuse: bool) -> _Plan:
+    """Plan of the pure-integer im2col + int16 GEMM path (``int_gemm.py``): one Numba call per layer."""
+    plan = _Plan()
+    layers = qnet.layers
+    groups, i = [], 0
+    while i < len(layers):
+        if fuse and isinstance(layers[i], QConv) and i + 1 < len(layers) and isinstance(layers[i + 1], QMaxPool):
+            groups.append((i, i + 1))
+            i += 2
+        else:
+            groups.append((i,))
+            i += 1
+    x_full, plan.input, _ = _int16_buffer(tuple(qnet.spec.input_shape), layers[0])
+    for g_index, group in enumerate(groups):
+        q, row = layers[group[0]], rows[group[0]]
+        last_row = rows[group[-1]]
+        consumer = layers[groups[g_index + 1][0]] if g_index + 1 < len(groups) else None
+        if isinstance(q, QFlatten):
+            out_full = out = x_full.reshape(-1)
+            fn = _noop
+        else:
+            out_full, out, pad = _int16_buffer(last_row.out_shape, consumer)
+        if isinstance(q, (QConv, QAffine)):
+            w = ig.pack_weights(q.weights)
+            beff = eg.bias_eff(q.bias, q.weights, q.input_zero_point)
+            k_total = int(np.prod(q.weights.shape[1:]))
+            if isinstance(q, QConv):
+                s = q.spec
+                oh, ow, _ = row.out_shape
+                m = oh * ow
+                gather = not (s.kernel == 1 and s.stride == 1 and s.padding == 0)
+                if gather:
+                    cols = np.zeros((m, w.shape[1]), np.int16)
+                else:
+                    cols = x_full.reshape(m, k_total)
+            else:
+                s = None
+                oh = ow = m = 1
+                gather = False
+                cols = x_full.reshape(1, k_total)
+            acc = np.empty((m, w.shape[0]), np.int32)
+            src = x_full if gather else cols
+            if len(group) == 2:
+                pool = layers[group[1]].spec
+                pool_args = (pool.size, pool.stride) + tuple(last_row.out_shape[:2])
+            else:
+                pool_args = (0, 1, oh, ow)
+            if isinstance(q, QAffine):
+                out_arr = out_full.reshape(1, 1, -1)
+            else:
+                out_arr = out_full
+            args = (gather, src.reshape(-1), src.shape[1] if src.ndim == 3 else 1, src.shape[-1],
+                    s.kernel if s else 1, s.stride if s else 1, oh, ow, cols, w, acc,
+                    beff, q.multiplier, q.shift, q.output_zero_point, q.act_min, q.act_max) + pool_args + (pad, out_arr)
+
+            fn = _IntLayer(args)
+
+        elif isinstance(q, QMaxPool):
+
+            def fn(x=x_full, q=q, out=out):
+                max_pool(x, q.spec.size, q.spec.stride, out)
+
+        elif not isinstance(q, QFlatten):  # pragma: no cover
+            raise KernelError(f"unknown layer {type(q).__name__}")
+        plan.steps.append(([layers[k].spec.name for k in group], fn, out))
+        x_full = out_full
+    return plan
 
 
 class _GemmStep:
@@ -242,6 +359,9 @@ class Int8Runtime:
             if self.backend == "exact_gemm":
                 self._plans[fuse] = _build_gemm_plan(self.qnet, self.rows, fuse)
             elif self.backend == "int":
+                plan = _build_int_gemm_plan(self.qnet, self.rows, fuse)
+                self._plans[fuse] = _fuse_nin_blocks(plan, self.qnet.layers) if fuse else plan
+            elif self.backend == "direct":
                 self._plans[fuse] = _build_int_plan(self.qnet, self.rows, fuse)
             else:
                 self._plans[fuse] = _Plan()

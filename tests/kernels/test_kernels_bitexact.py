@@ -14,7 +14,7 @@ from wearface.kernels.pool import max_pool
 
 from .qbuild import qaffine, qconv, tiny_conv_net
 
-BACKENDS = ("int", "exact_gemm")
+BACKENDS = ("int", "exact_gemm", "direct")
 
 
 def _numba_conv(x, q):
