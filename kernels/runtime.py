@@ -1,13 +1,17 @@
 """Run a whole int8 net (``QuantizedNet``) on one image, with buffers allocated once.
 
-Imports numpy and numba only.  Backends (all bit-exact with each other, tested):
+Imports numpy and numba only.  Backends (all bit-exact with the reference, tested):
 
-* ``"exact_gemm"`` (default, fastest): integer convolutions summed by float32 sgemm where every
-  partial sum is an exactly representable integer (``exact_gemm.py`` states the bound); a
-  max-pool after a conv is applied to the accumulators before requantizing.
-* ``"int"``: pure-integer Numba kernels (``conv.py``, ``affine.py``, ``pool.py``); conv ->
-  [pool] -> 1x1 conv runs as one fused NIN-block kernel.
-* ``"reference"``: the plain-numpy specification (``reference.py``), slow.
+* ``"int"`` (default, fastest here): pure integer, no float anywhere -- im2col into int16
+  buffers, an int16 x int16 -> int32 register-tiled GEMM, requantization with a following max-pool
+  applied to the accumulators; each NIN block (KxK conv [+pool] + 1x1 conv) is one Numba call
+  (``int_gemm.py``).
+* ``"exact_gemm"``: the same structure with float32 buffers and BLAS sgemm, exact because every
+  partial sum is an integer below 2**24 (``exact_gemm.py`` states the bound).  Its speed depends
+  on OpenBLAS's thread setting (set ``OPENBLAS_NUM_THREADS=1`` on small boards).
+* ``"direct"``: straightforward Numba loops (``conv.py``, ``affine.py``, ``pool.py``), with the
+  fused NIN-block kernel ``conv.nin_block_int8``; slow, kept as a second independent check.
+* ``"reference"``: the plain-numpy specification (``reference.py``), slowest.
 
 ``Int8Runtime(qnet).run(image)`` returns the dequantized float32 output, L2-normalised for an
 ``"embedding"`` net.  ``.trace(image)`` returns every layer's int8 output (the quantizer's drift
