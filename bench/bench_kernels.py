@@ -5,7 +5,8 @@
 Single image, one thread everywhere (NUMBA_NUM_THREADS=1, OPENBLAS_NUM_THREADS=1, ORT
 intra_op_num_threads=1, torch.set_num_threads(1)).  All engines run the same float weights
 (He-initialised at random: speed does not depend on the values): ours quantized by
-``kernels.ptq.quantize_net``; ONNX Runtime's int8 model is the torch module (built by
+``kernels.ptq.quantize_net``; two of our backends (``int``: pure integer, the default;
+``exact_gemm``: float32 BLAS on exact integers); ONNX Runtime's int8 model is the torch module (built by
 ``host_tools.torch_nets`` from the same ``nets.py`` lists) exported to ONNX and quantized by
 ``onnxruntime.quantization.quantize_static`` (QDQ, per-channel int8 weights, int8 activations),
 calibrated on the same images.  The engines are timed interleaved, one call each per round, so that
@@ -116,7 +117,7 @@ def per_step_table(rt, image, runs: int) -> list:
     """[(step name, MACs, median ms, gather ms, gemm ms, requant ms)] for each fused step of ``rt``."""
     macs = {r.layer.name: r.macs for r in nets.iter_counts(rt.spec)}
     rows = []
-    for names, fn in rt.steps_for(image):
+    for names, fn in rt.steps_for(image, fuse_blocks=False):
         parts = [fn]
         if hasattr(fn, "multiply"):
             parts += [fn.gather, fn.multiply, fn.finish]
@@ -155,8 +156,8 @@ def main(argv=None) -> int:
             images = ptq.random_images(spec.input_shape, CALIBRATION_IMAGES, seed=2)
             image = images[0]
             qnet = ptq.quantize_net(spec, weights, images, method="percentile")
-            rt = runtime.Int8Runtime(qnet)
-            rt_int = runtime.Int8Runtime(qnet, "int")
+            rt = runtime.Int8Runtime(qnet, "int")
+            rt_gemm = runtime.Int8Runtime(qnet, "exact_gemm")
             module = torch_module(spec, weights)
             sess = ort_int8_session(spec, module, images, Path(tmp))
             from wearface.host_tools.torch_nets import to_input
@@ -168,8 +169,8 @@ def main(argv=None) -> int:
                 with torch.inference_mode():
                     return module(x)
 
-            engines[(spec.name, "ours int8 (exact_gemm)")] = lambda rt=rt, im=image: rt.run(im)
-            engines[(spec.name, "ours int8 (int)")] = lambda rt=rt_int, im=image: rt.run(im)
+            engines[(spec.name, "ours int8 (int, default)")] = lambda rt=rt, im=image: rt.run(im)
+            engines[(spec.name, "ours int8 (exact_gemm)")] = lambda rt=rt_gemm, im=image: rt.run(im)
             engines[(spec.name, "ONNX Runtime int8 QDQ")] = lambda s=sess, x=x_nchw: s.run(None, {"x": x})
             engines[(spec.name, "PyTorch fp32")] = torch_run
             try:  # LiteRT on the .tflite of this same int8 net (host_tools/tflite_export.py; extra "litert")
@@ -202,8 +203,8 @@ def main(argv=None) -> int:
     rt, image = ours_rt["A"]
     rows = per_step_table(rt, image, max(50, args.runs // 2))
     total = sum(r[2] for r in rows)
-    print(f"\nour model A, exact_gemm, per step (median of {max(50, args.runs // 2)} runs each):")
-    print("| step | MMACs | ms | share | im2col ms | sgemm ms | requant(+pool) ms | GMAC/s |")
+    print(f"\nour model A, int backend, per layer (pools fused into their conv; median of {max(50, args.runs // 2)} runs each):")
+    print("| step | MMACs | ms | share | im2col ms | GEMM ms | requant(+pool) ms | GMAC/s |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for name, macs, ms, g, m, f in rows:
         rate = f"{macs / ms / 1e6:.0f}" if macs and ms > 0 else ""

@@ -200,6 +200,23 @@ class _IntLayer:
     def __call__(self):
         ig.conv_layer(*self.args)
 
+    # the three parts, separately, for the benchmark's breakdown
+    def gather(self):
+        a = self.args
+        if a[0]:
+            ig.im2col(*a[1:9])
+
+    def multiply(self):
+        ig.gemm(*self.args[8:11])
+
+    def finish(self):
+        a = self.args
+        rq = (a[10], a[6], a[7]) + a[11:17]
+        if a[17] > 0:
+            ig.requant_pool(*rq, a[17], a[18], a[19], a[20], a[21], a[22])
+        else:
+            ig.requant(*rq, a[21], a[22])
+
 
 def _fuse_nin_blocks(plan: _Plan, layers: list) -> _Plan:
     """Merge each (KxK conv [+pool]) step followed by a 1x1 conv step into one ``int_gemm.nin_block`` call."""
@@ -356,21 +373,25 @@ class Int8Runtime:
         self.spec = qnet.spec
         self.backend = backend
         self._plans: dict = {}
-        self._plan(fuse=True)
+        self._plan(True)
 
-    def _plan(self, fuse: bool) -> _Plan:
-        if fuse not in self._plans:
+    def _plan(self, fuse: bool, fuse_blocks: bool = True) -> _Plan:
+        """fuse: pools into convs (and NIN blocks); False = one step per layer (the trace)."""
+        key = (fuse, fuse and fuse_blocks)
+        if key not in self._plans:
             if self.backend == "exact_gemm":
-                self._plans[fuse] = _build_gemm_plan(self.qnet, self.rows, fuse)
+                plan = _build_gemm_plan(self.qnet, self.rows, fuse)
             elif self.backend == "int":
                 plan = _build_int_gemm_plan(self.qnet, self.rows, fuse)
-                self._plans[fuse] = _fuse_nin_blocks(plan, self.qnet.layers) if fuse else plan
+                if key[1]:
+                    plan = _fuse_nin_blocks(plan, self.qnet.layers)
             elif self.backend == "direct":
-                self._plans[fuse] = _build_int_plan(self.qnet, self.rows, fuse)
+                plan = _build_int_plan(self.qnet, self.rows, fuse)
             else:
-                self._plans[fuse] = _Plan()
-                self._plans[fuse].input = np.empty(self.spec.input_shape, np.int8)
-        return self._plans[fuse]
+                plan = _Plan()
+                plan.input = np.empty(self.spec.input_shape, np.int8)
+            self._plans[key] = plan
+        return self._plans[key]
 
     def _load_input(self, image_uint8: np.ndarray, plan: _Plan) -> np.ndarray:
         """Check the image and write ``pixel - 128`` into the plan's input buffer (int8 or float32)."""
@@ -390,13 +411,15 @@ class Int8Runtime:
             fn()
         return plan.steps[-1][2].astype(np.int8)
 
-    def steps_for(self, image_uint8: np.ndarray) -> list:
+    def steps_for(self, image_uint8: np.ndarray, fuse_blocks: bool = True) -> list:
         """Load ``image_uint8`` and return the run's steps [(layer_names, fn)], in order (benchmarks).
 
-        Calling every fn in order is exactly ``run_int8`` without the final copy; an exact-GEMM
-        step also has ``gather``/``multiply``/``finish`` parts.  Empty for the reference backend.
+        Calling every fn in order is exactly ``run_int8`` without the final copy.  With
+        ``fuse_blocks=False`` a NIN block is two steps (KxK conv [+pool], 1x1 conv); a GEMM step
+        (``int``, ``exact_gemm``) then also has ``gather``/``multiply``/``finish`` parts.
+        Empty for the reference backend.
         """
-        plan = self._plan(True)
+        plan = self._plan(True, fuse_blocks)
         self._load_input(image_uint8, plan)
         return [(names, fn) for names, fn, _ in plan.steps]
 
