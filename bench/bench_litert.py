@@ -46,7 +46,9 @@ def main(argv=None) -> int:
         qnets = {"align": b.align_net, "embed": b.embed_net}
     else:
         qnets = {"align": bundle_build.random_qnet(nets.ALIGN_NET, 0), "embed": bundle_build.random_qnet(nets.MODEL_A, 1)}
-    print(f"| net | MACs | ours (Int8Runtime) ms | LiteRT builtin ms | LiteRT XNNPACK ms | max diff vs ours (builtin / XNNPACK) |")
+    from wearface.kernels.runtime import DEFAULT_BACKEND
+
+    print(f"| net | MACs | ours (Int8Runtime, {DEFAULT_BACKEND}) ms | LiteRT builtin ms | LiteRT XNNPACK ms | max diff vs ours (builtin / XNNPACK) |")
     print("|---|---|---|---|---|---|")
     for role, qnet in qnets.items():
         image = ptq.random_images(qnet.spec.input_shape, 1, 0)[0]
