@@ -17,7 +17,8 @@ def register(sub) -> None:
     p.add_argument("--baud", type=int, default=921600)
     p.add_argument("--key", action="append", default=None,
                    help="trusted public key file/base64 for the local check (default: the keys the board reports)")
-    p.add_argument("--chunk-bytes", type=int, default=4096)
+    p.add_argument("--chunk-bytes", type=int, default=None,
+                   help="bytes per chunk (default 4096 below 460800 baud, else 16384: docs/BENCHMARKS.md)")
     p.add_argument("--timeout-s", type=float, default=3.0, help="per-request timeout before the wire time")
     p.add_argument("--confirm-timeout-s", type=float, default=90.0)
     p.add_argument("--resume-timeout-s", type=float, default=30.0,
@@ -40,10 +41,11 @@ def run(args) -> int:
         data = path.read_bytes()
     except OSError as exc:
         raise DataError(f"{path}: cannot read the bundle ({exc.strerror})") from None
+    chunk_bytes = args.chunk_bytes or (4096 if args.baud < 460800 else 16384)
     keys = [load_public_key(k) for k in args.key] if args.key else None
     say = (lambda m: print(m, file=sys.stderr)) if not args.no_progress else (lambda m: print(m))
     with Link(args.port, baud=args.baud, timeout_s=args.timeout_s) as link:
-        result = flash(link, data, name=str(path), trusted_keys=keys, chunk_bytes=args.chunk_bytes,
+        result = flash(link, data, name=str(path), trusted_keys=keys, chunk_bytes=chunk_bytes,
                        progress=None if args.no_progress else ProgressBar(), reboot=not args.no_reboot,
                        confirm_timeout_s=args.confirm_timeout_s, resume_timeout_s=args.resume_timeout_s, log=say)
     resumed = f", resumed from byte {result.resumed_from}" if result.resumed_from else ""

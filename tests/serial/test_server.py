@@ -101,3 +101,44 @@ def test_flash_resumes_and_events_arrive(board):
         assert ev.payload["event"] == "recognised" and ev.payload["embedding"].tolist() == [1, 1, 1, 1]
         link.request(P.Opcode.REBOOT)
     assert app.reboots == 1
+
+
+class _CapturePort:
+    """A port that collects what the server writes (no line, no threads needed for ``handle``)."""
+
+    def __init__(self):
+        self.written = []
+
+    def write(self, data, timeout_s):
+        self.written.append(data)
+        return True
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=200, deadline=None)
+@given(code=st.integers(0, 255), payload=st.dictionaries(
+    st.sampled_from(["name", "images", "size", "sha256", "offset", "data", "crc32", "n", "on", "n_frames"]),
+    st.one_of(st.none(), st.booleans(), st.integers(-5, 10**6), st.text(max_size=8), st.binary(max_size=40),
+              st.lists(st.binary(max_size=20), max_size=3)), max_size=5),
+    noise=st.binary(max_size=200))
+def test_server_answers_any_request_with_a_status(code, payload, noise):
+    app = FakeApp()
+    app.reboot = lambda: None
+    server = Server(_CapturePort(), app)
+    wire = noise + P.encode_frame(P.Kind.REQUEST, 5, code, payload)
+    for item in server.decoder.feed(wire):
+        if isinstance(item, P.Frame):
+            server.handle(item)
+        else:
+            server._fault(item)
+    answers = []
+    while not server._out.empty():
+        data, _ = server._out.get_nowait()
+        answers += [f for f in P.FrameDecoder().feed(data) if isinstance(f, P.Frame)]
+    mine = [f for f in answers if f.seq == 5]
+    assert len(mine) == 1 and mine[0].code == code
+    assert mine[0].status in set(P.Status)
+    assert mine[0].status != P.Status.INTERNAL_ERROR, mine[0].payload
