@@ -148,8 +148,13 @@ class BoardApp:
     def _on_frame(self, healthy_frames: int) -> None:
         result = self.boot_result
         if result is not None and result.trial and healthy_frames >= self.board.boot.confirm_after_frames:
-            with self._flash_lock:
-                self.booter.confirm(healthy_frames)
+            # never wait for the lock here: a reboot holding it joins this very thread; try again next frame
+            if self._flash_lock.acquire(blocking=False):
+                try:
+                    if self.boot_result is result:  # not a frame of a loop that a reboot is replacing
+                        self.booter.confirm(healthy_frames)
+                finally:
+                    self._flash_lock.release()
 
     def wait_loop(self, timeout_s: float | None = None) -> bool:
         """Wait for the loop thread to end (a finite source); True if it did."""
