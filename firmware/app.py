@@ -50,6 +50,19 @@ def firmware_version() -> str:
         return "0+unknown"
 
 
+def _detected_cpu() -> dict:
+    """What this process's CPU reports (under qemu: the emulated CPU), beside what the board file says."""
+    try:
+        from wearface.kernels.cpu_features import detect
+
+        found = detect()
+        return {"machine": found.machine, "detected_dotprod": bool(found.arm_dotprod)}
+    except Exception:  # noqa: BLE001 - info must answer even where feature detection is unavailable
+        import platform
+
+        return {"machine": platform.machine(), "detected_dotprod": None}
+
+
 class BoardApp:
     """The firmware for ``board`` on the flash folder ``flash_dir`` (default: the board's ``flash.root``).
 
@@ -208,7 +221,7 @@ class BoardApp:
             "threshold": None if bundle is None else float(bundle.threshold),
             "gallery_size": self.gallery.size(),
             "kernels_path": None if self.model is None else str(self.model.runtime_backend),
-            "cpu": {"arch": b.cpu.arch, "core": b.cpu.core, "dotprod": b.cpu.dotprod},
+            "cpu": {"arch": b.cpu.arch, "core": b.cpu.core, "dotprod": b.cpu.dotprod, **_detected_cpu()},
             "frame_budget_ms": b.frame_budget_ms,
             "recovery_reason": self.boot_result.reason if self.boot_result is not None and self.state == RECOVERY
             else None,

@@ -43,7 +43,9 @@ class FaceModel:
         self.bundle = bundle
         self.align_runtime = Int8Runtime(bundle.align_net)
         self.embed_runtime = Int8Runtime(bundle.embed_net)
-        self.runtime_backend = getattr(self.embed_runtime, "backend", type(self.embed_runtime).__name__)
+        # which kernels run: the runtime's instruction-set path where it names one, else its backend
+        self.runtime_backend = str(getattr(self.embed_runtime, "path", None)
+                                   or getattr(self.embed_runtime, "backend", type(self.embed_runtime).__name__))
         self._detectors: dict = {}
         # the first run of a runtime allocates and may compile; do it at boot, not in the first frame
         self.align_runtime.run(np.zeros(bundle.align_net.spec.input_shape, np.uint8))
