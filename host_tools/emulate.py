@@ -56,8 +56,9 @@ EXTRAS_INSTALLED = ("test",)
 #: used when the project's own metadata is not installed (a bare checkout)
 FALLBACK_REQUIREMENTS = ("numpy>=2,<3", "numba>=0.60", "opencv-python-headless>=4.8,<5", "pyserial>=3.5",
                          "cryptography>=42", "pytest>=8", "hypothesis>=6.100")
-#: pinned with the rest so the emulated numba gets the same llvmlite as the host's
-ALSO_PINNED = ("llvmlite",)
+#: pinned with the rest: the emulated numba gets the host's llvmlite; matplotlib ships the portrait that the
+#: firmware's "synthetic" camera films (firmware/scene.py finds it on disk), so an emulated board can run the loop
+ALSO_PINNED = ("llvmlite", "matplotlib")
 #: the project's packages copied into the userland (wearface is a namespace package)
 PROJECT_PACKAGES = ("kernels", "firmware", "host_tools")
 DEFAULT_QEMU_CPU = "cortex-a53"
@@ -513,3 +514,38 @@ def _build(userland: Userland, qemu: str, sources: Path | None, keep_downloads: 
     tmp.write_text(json.dumps(stamp, indent=2) + "\n")
     tmp.replace(userland.stamp)
     log(f"arm64 userland ready in {timings['total_s']:.1f} s, {size / 1e6:.0f} MB ({userland.folder})")
+
+
+# ------------------------------------------------------------------------------------------ the board
+
+#: the firmware's camera under emulation when none is named: there is no camera device inside qemu-user
+EMULATED_DEFAULT_VIDEO = "synthetic"
+
+
+def firmware_command(userland: Userland) -> list[str]:
+    """The firmware process as the emulated board's init starts it (``--board ...`` is appended)."""
+    return [str(userland.launcher), "-m", "wearface.firmware"]
+
+
+def emulated_board(board_file: str | Path, flash_dir: str | Path, *, userland: Userland | None = None,
+                   video: str | None = EMULATED_DEFAULT_VIDEO, qemu_cpu: str | None = None, restart: bool = True,
+                   log: Log = _log_stderr):
+    """A :class:`~wearface.host_tools.virtual_board.VirtualBoard` whose firmware runs on the board's own
+    instruction set: the real ``python -m wearface.firmware`` under qemu-aarch64 with the board's CPU model,
+    on a fresh pty per boot (``.port`` is the stable path for ``wearface flash/monitor``), ``flash_dir``
+    as its flash.  Not started: use it as a context manager or call ``start()``.
+
+    ``video``: a file the camera plays, or ``"synthetic"`` (default: a scene made in code); ``None`` keeps the
+    board's own ``[camera]`` source (a device index does not exist under emulation).
+    Raises :class:`NotAarch64BoardError` for a board that is not aarch64 and the errors of
+    :func:`prepare_userland` (the userland is prepared here when ``userland`` is not given).
+    """
+    from wearface.firmware.board import load_board
+
+    from .virtual_board import VirtualBoard
+
+    board = load_board(board_file)
+    cpu = qemu_cpu or board_qemu_cpu(board)
+    userland = userland or prepare_userland(log=log)
+    return VirtualBoard(flash_dir, Path(board_file).resolve(), video, firmware_cmd=firmware_command(userland),
+                        env=userland.env(cpu), restart=restart)
