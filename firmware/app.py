@@ -26,7 +26,7 @@ from . import events as ev
 from .align import FRAME_SIZE, window_from_params
 from .boot import RECOVERY, RUNNING, Booter, Verifier
 from .camera import open_camera
-from .errors import CameraError, EnrollError, FirmwareError, NotRunningError
+from .errors import CameraError, EnrollError, NotRunningError
 from .gallery import Gallery, check_name
 from .log import BoardLog
 from .pipeline import Pipeline
@@ -354,4 +354,4 @@ class BoardApp:
         return self.bus.subscribe(callback)
 
 
-__all__ = ["BoardApp", "FirmwareError", "firmware_version"]
+__all__ = ["BoardApp", "firmware_version"]

@@ -7,13 +7,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
 from wearface.firmware.boot import RECOVERY, RUNNING
 from wearface.firmware.errors import BundleError, BundleReason, SlotError
-from wearface.firmware.slots import SlotStore
 
 from .conftest import Flasher, make_board, signed_bundle
 
@@ -172,7 +170,6 @@ def test_table_write_is_atomic_and_a_corrupt_table_is_rebuilt(flasher):
 _WRITER = r"""
 import hashlib, sys, time
 from wearface.firmware.board import load_board
-from wearface.firmware.slots import SlotStore
 board = load_board(sys.argv[1]); data = open(sys.argv[2], "rb").read()
 store = SlotStore.for_board(board, board.flash_root())
 part = store.begin_write(len(data), hashlib.sha256(data).digest())
