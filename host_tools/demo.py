@@ -226,7 +226,7 @@ def run_demo(video: str | None = None, enroll: list[tuple[str, str]] | None = No
             mon.watch(0.25)
         if timeline.max_frame < n_frames - 1:
             say(f"      (stopped waiting at frame {timeline.max_frame}: the board is slower than expected)")
-        if forget and enroll:
+        if forget and enroll and not video:  # with a real clip other people keep deciding; the check would blur
             name = enroll[0][0]
             mon.quiet = True
             with timeline.lock:

@@ -14,7 +14,7 @@ def register(sub) -> None:
     p.add_argument("--keep", action="store_true", help="keep the temp folder (flash, scene video, recording)")
     p.add_argument("--record", metavar="FILE.npz", help="save the debug embeddings of the pass")
     p.add_argument("--plot", metavar="FILE.png", help="render the recording (PCA, distance vs θ, latency)")
-    p.add_argument("--no-forget", action="store_true", help="skip the 'forget and see unknown' step")
+    p.add_argument("--no-forget", action="store_true", help="skip the forget-and-see-unknown step (default scene only)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--color", choices=("auto", "always", "never"), default="auto")
     p.set_defaults(func=run)
