@@ -94,10 +94,13 @@ def report(data_dir, checkpoint, n_images: int = 2000, iterations: int = 2, seed
     _, val = T.load_images(data_dir, tuple(cfg["sources"]), cfg["val_percent"], cfg["max_per_source"], cfg["seed"],
                            log=lambda *a: None, held_out_only=True)
     p = T.Perturbation(**cfg["perturb"]) if isinstance(cfg["perturb"], dict) else cfg["perturb"]
-    held = T.held_out_error(model, val, p, seed=seed + 1, n=4000)
-    print(f"held-out CelebA ({len(val)} images, {held['n']} perturbations within shift +-{p.shift}, angle +-{p.angle_deg} deg, "
-          f"log scale +-{p.log_scale}): residual shift {held['shift_px_mean']:.2f} px mean ({held['shift_px_p90']:.2f} p90), "
-          f"angle {held['angle_deg_mean']:.2f} deg mean ({held['angle_deg_p90']:.2f} p90); landmark error "
-          f"{held['landmark_px_before']:.2f} -> {held['landmark_px_after']:.2f} px")
-    out["held_out"] = held
+    for label, q in (("broad", T.broad(p)), ("narrow", T.narrow(p))):
+        held = T.held_out_error(model, val, q, seed=seed + 1, n=4000)
+        what = (f"uniform shift +-{q.shift}, angle +-{q.angle_deg} deg, log scale +-{q.log_scale}" if label == "broad" else
+                f"Gaussian shift sd {q.narrow_shift}, angle sd {q.narrow_angle_deg} deg, log scale sd {q.narrow_log_scale}")
+        print(f"held-out CelebA, {label} ({len(val)} images, {held['n']} perturbations: {what}): residual shift "
+              f"{held['shift_px_mean']:.2f} px mean ({held['shift_px_p90']:.2f} p90), angle {held['angle_deg_mean']:.2f} deg "
+              f"mean ({held['angle_deg_p90']:.2f} p90); landmark error {held['landmark_px_before']:.2f} -> "
+              f"{held['landmark_px_after']:.2f} px")
+        out[("held_out", label)] = held
     return out

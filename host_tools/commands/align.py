@@ -15,6 +15,8 @@ def register(sub) -> None:
     p.add_argument("--max-per-source", type=int, default=8000, help="images per source (0 = all)")
     p.add_argument("--sources", default="wild,more,aligned", help="comma list of wild, more, aligned")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--narrow-fraction", type=float, default=0.5,
+                   help="share of perturbations drawn near the detector's measured spread (rest: broad uniform)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-resume", action="store_true", help="start over even if OUT/last.pt exists")
     p.set_defaults(func=run_train)
@@ -40,7 +42,8 @@ def run_train(args) -> int:
 
     cfg = T.AlignTrainConfig(data=args.data, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                              max_per_source=args.max_per_source, sources=tuple(args.sources.split(",")),
-                             threads=args.threads, seed=args.seed)
+                             threads=args.threads, seed=args.seed,
+                             perturb=T.Perturbation(narrow_fraction=args.narrow_fraction))
     T.train(cfg, args.out, resume=not args.no_resume, log=lambda m: print(m, flush=True))
     return 0
 
