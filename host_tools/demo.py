@@ -157,12 +157,13 @@ def summary_lines(tl: Timeline, info: dict, board_stats: dict, link_stats, monit
 
 def run_demo(video: str | None = None, enroll: list[tuple[str, str]] | None = None, bundle: str | None = None,
              flash_dir: str | None = None, keep: bool = False, record: str | None = None, plot: str | None = None,
-             progress: bool = True, colour: bool = False, out=sys.stdout, forget: bool = True,
+             progress: bool = True, colour: bool = False, out=None, forget: bool = True,
              max_wait_s: float | None = None) -> int:
     from .enroll import describe, enroll_photos
     from .flash import ProgressBar, flash
     from .monitor import EventFilter, Monitor, Recorder
 
+    out = out if out is not None else sys.stdout
     say = lambda text: (out.write(text + "\n"), out.flush())  # noqa: E731
     work = Path(flash_dir) if flash_dir else Path(tempfile.mkdtemp(prefix="wearface-demo-"))
     work.mkdir(parents=True, exist_ok=True)

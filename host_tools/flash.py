@@ -55,8 +55,8 @@ ProgressFn = Callable[[int, int], None]
 class ProgressBar:
     """``[#####....]  45%  123.4 KiB/s  ETA 0:05`` on stderr, redrawn at most 10 times a second."""
 
-    def __init__(self, label: str = "flash", stream=sys.stderr, width: int = 30):
-        self.label, self.stream, self.width = label, stream, width
+    def __init__(self, label: str = "flash", stream=None, width: int = 30):
+        self.label, self.stream, self.width = label, stream if stream is not None else sys.stderr, width
         self.t0 = time.monotonic()
         self.start_offset: int | None = None
         self._last_draw = 0.0

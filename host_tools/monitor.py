@@ -211,10 +211,10 @@ class Monitor:
     ``view``: "events" (decoded lines), "raw" (each frame's JSON), "hex" (every byte received, hexdump).
     """
 
-    def __init__(self, url: str, baud: int = 921600, out: TextIO = sys.stdout, colour: bool = False,
+    def __init__(self, url: str, baud: int = 921600, out: TextIO | None = None, colour: bool = False,
                  view: str = "events", event_filter: EventFilter | None = None, recorder: Recorder | None = None,
                  log_lines: int = 10, on_event: Callable[[dict], None] | None = None):
-        self.url, self.baud, self.out = url, baud, out
+        self.url, self.baud, self.out = url, baud, out if out is not None else sys.stdout
         self.fmt = EventFormatter(colour)
         self.view = view
         self.filter = event_filter or EventFilter()

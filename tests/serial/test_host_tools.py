@@ -1,0 +1,98 @@
+"""Host-side pieces without the real firmware: monitor formatting/filtering/recording, plot, CLI exit codes."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from wearface.firmware import protocol as P
+from wearface.host_tools import cli
+from wearface.host_tools.errors import LinkError
+from wearface.host_tools.link import Link
+from wearface.host_tools.monitor import EventFilter, EventFormatter, Recorder
+from wearface.host_tools.plot import load_recording, pca_2d, plot_recording
+from wearface.host_tools.virtual_board import VirtualBoard
+
+FAKE_FIRMWARE = [sys.executable, str(Path(__file__).with_name("fake_firmware.py"))]
+
+
+def test_formatter_and_filter():
+    fmt = EventFormatter(colour=False)
+    line = fmt.line({"event": "person.recognised", "t": 0.0, "track": 3, "name": "ada", "distance": 0.41234,
+                     "margin": 0.2, "next_name": "bob"})
+    assert "track 3: ada" in line and "distance 0.412" in line and "(next bob)" in line
+    assert "\033[" in EventFormatter(colour=True).line({"event": "boot.rollback", "t": 0.0})
+    stats = fmt.line({"event": "stats", "t": 0.0, "fps": 12.5, "latency_ms": {"detect": 3.0, "embed": 9.25}})
+    assert "fps 12.5" in stats and "detect 3.0" in stats and "embed 9.2" in stats
+    f = EventFilter(only=["person.*"], exclude=["person.left"], grep="ada")
+    assert f.wants("person.recognised", "ada") and not f.wants("person.left", "ada")
+    assert not f.wants("stats", "ada") and not f.wants("person.unknown", "bob")
+
+
+def test_recording_round_trip_and_plot(tmp_path):
+    rec = Recorder()
+    rec.threshold = 1.1
+    rng = np.random.default_rng(0)
+    for i in range(12):
+        v = rng.normal(size=8).astype(np.float32)
+        rec.on_event({"event": "debug.embedding", "t": 100.0 + i, "track": i % 2, "frame": i,
+                      "embedding": v / np.linalg.norm(v), "name": "ada" if i % 2 else None, "distance": 0.5 + i / 20})
+    rec.on_event({"event": "stats", "t": 101.0, "fps": 10.0, "latency_ms": {"frame": 50.0, "detect": 20.0}})
+    rec.on_event({"event": "person.unknown", "t": 102.0, "track": 0})
+    path = tmp_path / "rec.npz"
+    assert rec.save(str(path)) == 12
+    data = load_recording(path)
+    assert data["embedding"].shape == (12, 8) and data["name"][1] == "ada" and data["name"][0] == ""
+    assert float(data["threshold"]) == pytest.approx(1.1) and data["latency_frame_ms"][0] == 50.0
+    assert data["decision_name"].tolist() == [""]
+    png = plot_recording(path, tmp_path / "rec.png")
+    assert png.stat().st_size > 10_000
+    assert pca_2d(np.eye(3)).shape == (3, 2)
+
+
+def test_loop_url_is_opened_and_an_unanswered_request_fails_cleanly():
+    # loop:// echoes our own request: the link ignores it (not a response) and gives up with a LinkError
+    with Link("loop://", timeout_s=0.05, retries=1) as link:
+        with pytest.raises(LinkError, match="no answer to PING after 2 attempts"):
+            link.request(P.Opcode.PING)
+
+
+def test_missing_port_is_a_link_error():
+    with pytest.raises(LinkError, match="cannot open"):
+        Link("/dev/does-not-exist", open_timeout_s=0.2).open()
+
+
+@pytest.fixture
+def fake_board(tmp_path):
+    with VirtualBoard(tmp_path / "flash", firmware_cmd=FAKE_FIRMWARE) as board:
+        yield board
+
+
+def test_cli_exit_codes(fake_board, tmp_path, capsys):
+    from wearface.host_tools.bundle_build import build_test_bundle
+
+    port = str(fake_board.port)
+    unsigned = tmp_path / "unsigned.wfb"
+    unsigned.write_bytes(build_test_bundle(key_path=None))
+    assert cli.main(["flash", port, str(unsigned), "--no-progress"]) == 20 + 6  # BAD_SIGNATURE, found here
+    assert "unsigned" in capsys.readouterr().err
+    assert cli.main(["flash", port, str(tmp_path / "missing.wfb")]) == 3
+    good = tmp_path / "good.wfb"
+    good.write_bytes(build_test_bundle())
+    assert cli.main(["flash", port, str(good), "--no-progress", "--no-reboot"]) == 0
+    assert "pending (not rebooted)" in capsys.readouterr().out
+    import cv2
+
+    cv2.imwrite(str(tmp_path / "dark.png"), np.zeros((20, 20, 3), np.uint8))
+    assert cli.main(["enroll", port, "--name", "ada", str(tmp_path / "dark.png")]) == 12
+    cv2.imwrite(str(tmp_path / "face.png"), np.full((20, 20, 3), 200, np.uint8))
+    assert cli.main(["enroll", port, "--name", "ada", str(tmp_path / "face.png")]) == 0
+    assert cli.main(["gallery", "list", port]) == 0
+    assert "ada" in capsys.readouterr().out
+    assert cli.main(["gallery", "delete", port, "bob"]) == 14
+    assert cli.main(["info", port]) == 0
+    assert cli.main(["monitor", port, "--duration-s", "0.5", "--log-lines", "2", "--color", "never"]) == 0
+    out = capsys.readouterr().out
+    assert "--- board fake" in out and "log | line 0" in out
