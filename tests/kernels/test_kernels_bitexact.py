@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from wearface.kernels import affine as affine_k
 from wearface.kernels import conv as conv_k
-from wearface.kernels import exact_gemm, nets, reference, runtime
+from wearface.kernels import exact_gemm, int_gemm, nets, reference, runtime
 from wearface.kernels.pool import max_pool
 
 from .qbuild import qaffine, qconv, tiny_conv_net
@@ -82,6 +82,14 @@ def test_max_pool_odd_sizes(n, ceil, want):
     np.testing.assert_array_equal(max_pool(x, 2, 2, np.empty_like(ref)), ref)
 
 
+def test_int_gemm_hand_case_with_odd_rows():
+    # 3 rows (a 2-row tile plus a 1-row tail), 4 channels, K = 2: acc = a @ w.T
+    a = np.array([[1, 2], [-3, 4], [127, -128]], np.int16)
+    w = np.array([[1, 0], [0, 1], [1, 1], [-127, 127]], np.int16)
+    want = np.array([[1, 2, 3, 127], [-3, 4, 1, 889], [127, -128, -1, -32385]], np.int32)
+    np.testing.assert_array_equal(int_gemm.gemm(a, w, np.empty((3, 4), np.int32)), want)
+
+
 def test_k_chunks_cover_and_respect_the_exact_bound():
     for k in (1, 75, 1032, 1033, 1152, 4096, 9216):
         chunks = exact_gemm.k_chunks(k)
@@ -105,7 +113,8 @@ def _check_all_backends(qnet, image):
 def test_long_k_is_split_into_exact_chunks():
     # 3x3x128 = 1152 > 1032 taps (model A's nin4.conv) and a 4096-input affine (model C's fc2 size)
     rng = np.random.default_rng(3)
-    qnet = tiny_conv_net(rng, 5, 5, 128, 8, 3, 1, 1, True, -128, -128, 1e-4, affine=4)
+    qnet = tiny_conv_net(rng, 5, 5, 128, 8, 3, 1, 1, True, -128, -128, 1e-4, affine=4,
+                         pool=nets.MaxPool("pool", 2, 2, ceil=True))
     image = rng.integers(0, 256, size=(5, 5, 128), dtype=np.uint8)
     _check_all_backends(qnet, image)
     spec = nets.NetSpec("fc", (4, 4, 256), (nets.Flatten("f"), nets.Affine("fc", 5, relu=False)), "regression", 1, 1)
