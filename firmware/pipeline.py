@@ -174,6 +174,7 @@ class Pipeline:
         track.decision = match
         if changed:
             track.decided = False
+        if not track.decided:  # a new name, or the first one now resting on enough samples
             self._publish_decision(track, index)
 
     def rematch(self) -> None:

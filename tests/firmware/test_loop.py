@@ -57,6 +57,9 @@ def test_loop_recognises_the_enrolled_face_once_per_track_and_confirms_the_trial
     kinds = [e["event"] for e in track]
     assert kinds == ["person.appeared", "person.recognised", "person.left"], [(e["event"], e.get("name"), e.get("distance"), e["frame"]) for e in track]
     recognised = track[1]
+    # decided as soon as the track has min_embeddings samples (one embedding per frame at least)
+    assert recognised["frame"] <= track[0]["frame"] + app.board.tracker.min_embeddings
+    assert recognised["n_embeddings"] == app.board.tracker.min_embeddings
     assert recognised["name"] == "grace" and recognised["next_name"] == "inverted"
     assert recognised["margin"] > 0 and recognised["distance"] < app.boot_result.bundle.threshold
     assert track[2]["name"] == "grace"
