@@ -22,6 +22,7 @@ def make_board(tmp_path, **sections):
     text = (boards_dir() / "virtual.toml").read_text().replace(
         'root = "~/.cache/wearface/virtual-flash"', 'root = "flash"')
     path = Path(tmp_path) / "virtual.toml"
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     board = parse_board(text, path)
     changes = {}
