@@ -96,3 +96,74 @@ def test_cli_exit_codes(fake_board, tmp_path, capsys):
     assert cli.main(["monitor", port, "--duration-s", "0.5", "--log-lines", "2", "--color", "never"]) == 0
     out = capsys.readouterr().out
     assert "--- board fake" in out and "log | line 0" in out
+
+
+class _ScriptedLink:
+    """Answers INFO from a script of slot states (what a board reports while it boots the new slot)."""
+
+    url = "scripted"
+
+    def __init__(self, infos):
+        self.infos = list(infos)
+
+    def request(self, opcode, payload=None, timeout_s=None, retries=None):
+        assert opcode == P.Opcode.INFO
+        return self.infos.pop(0) if len(self.infos) > 1 else self.infos[0]
+
+
+def _info(active, pending, confirmed, trial, state="running", bad=None):
+    return {"state": state, "active_slot": active, "pending_slot": pending, "confirmed_slot": confirmed,
+            "trial": trial, "model_version": "m", "slots": {"B": {"bad_reason": bad}}}
+
+
+def test_verdict_confirmed_rollback_and_timeout(monkeypatch):
+    from wearface.host_tools import flash as F
+    from wearface.host_tools.errors import ConfirmTimeoutError, RollbackError
+
+    monkeypatch.setattr(F, "INFO_POLL_S", 0.0)
+    ok = F.wait_for_verdict(_ScriptedLink([_info("B", None, "A", True), _info("B", None, "B", False)]), "B", 5.0)
+    assert ok["confirmed_slot"] == "B"
+    with pytest.raises(RollbackError, match="trial_boots_exhausted"):
+        F.wait_for_verdict(_ScriptedLink([_info("B", None, "A", True),
+                                          _info("A", None, "A", False, bad="trial_boots_exhausted")]), "B", 5.0)
+    with pytest.raises(ConfirmTimeoutError, match="did not confirm slot 'B'"):
+        F.wait_for_verdict(_ScriptedLink([_info("B", None, "A", True)]), "B", 0.2)
+
+
+def test_socket_url_reaches_the_board(fake_board):
+    """``socket://``: a TCP bridge to the board's pty (like ser2net), spoken to by pyserial's URL handler."""
+    import os
+    import socket
+    import threading
+
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    fd = os.open(str(fake_board.port), os.O_RDWR | os.O_NOCTTY)
+
+    def bridge():
+        conn, _ = server.accept()
+        conn.settimeout(0.05)
+        os.set_blocking(fd, False)
+        while True:
+            try:
+                data = conn.recv(65536)
+                if not data:
+                    return
+                os.write(fd, data)
+            except (TimeoutError, socket.timeout):
+                pass
+            except OSError:
+                return
+            try:
+                conn.sendall(os.read(fd, 65536))
+            except BlockingIOError:
+                pass
+            except OSError:
+                return
+    threading.Thread(target=bridge, daemon=True).start()
+    try:
+        with Link(f"socket://127.0.0.1:{port}", timeout_s=1.0) as link:
+            assert link.request(P.Opcode.INFO)["board"] == "fake"
+    finally:
+        server.close()
+        os.close(fd)
