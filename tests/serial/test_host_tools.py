@@ -167,3 +167,15 @@ def test_socket_url_reaches_the_board(fake_board):
     finally:
         server.close()
         os.close(fd)
+
+
+def test_monitor_on_a_terminal_quits_with_ctrl_right_bracket(fake_board):
+    pexpect = pytest.importorskip("pexpect")
+    child = pexpect.spawn(sys.executable, ["-m", "wearface.host_tools", "monitor", str(fake_board.port),
+                                           "--color", "always"], timeout=20, encoding="utf-8")
+    child.expect("Ctrl-\\] quits")
+    child.expect("stats")
+    child.send("\x1d")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
