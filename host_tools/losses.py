@@ -1,0 +1,111 @@
+"""The seed's hinge loss on embedding distances: the multibatch (all pairs) estimate and the k/2-pairs baseline.
+
+Per pair (i, j): ``(1 - y_ij (θ - d_ij))_+`` with ``y_ij = +1`` for the same identity and ``-1`` otherwise,
+``d_ij = |x_i - x_j|`` the Euclidean distance of the embeddings, **not squared**, as in the seed's slides.
+Not squared because (a) the margin then is in the same units as θ and the distance, (b) the gradient of
+``d`` with respect to an embedding has unit length whatever ``d`` is, so a close hard negative pushes as hard
+as a far one (with ``d²`` its gradient vanishes as the points meet).  ``d`` is computed as
+``sqrt(max(|x_i|² + |x_j|² - 2 x_i·x_j, 1e-12))``: the clamp gives a zero gradient for coincident points
+instead of a NaN.
+
+With L2-normalised embeddings ``d`` lies in [0, 2], and the hinge is zero for a positive pair when
+``d < θ - 1`` and for a negative pair when ``d > θ + 1``: with θ = 1 (the default) positives always pull
+and negatives push until they are antipodal.
+
+θ: fixed by default (``theta=1.0``); ``learn_theta=True`` makes it a parameter the optimizer updates (it then
+goes in the checkpoint with the loss module's state dict).
+
+Reductions: the seed writes sums; we return means (over the pairs used) so that the loss scale and the
+learning rate do not depend on the batch size k.  ``weighting="uniform"`` (the faithful default) averages all
+pairs alike; ``"balanced"`` averages the positive and the negative pair losses separately and returns
+``(mean_pos + mean_neg) / 2`` (in a P x K batch only ~(K-1)/(k-1) of the pairs are positives; FINDINGS.md
+records that uniform weighting did not learn with L2-normalised embeddings and balanced did).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .errors import HostToolError
+
+WEIGHTINGS = ("uniform", "balanced")
+
+
+def pair_distances(x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+    """Euclidean distances (not squared) between rows of x (n, d) and rows of y (m, d) -> (n, m)."""
+    y = x if y is None else y
+    sq = (x * x).sum(1, keepdim=True) + (y * y).sum(1)[None, :] - 2.0 * (x @ y.T)
+    return torch.sqrt(torch.clamp(sq, min=1e-12))
+
+
+def hinge(d: torch.Tensor, same: torch.Tensor, theta: torch.Tensor | float) -> torch.Tensor:
+    """The seed's per-pair loss ``(1 - y (θ - d))_+`` with ``y = +1`` where ``same`` else ``-1``."""
+    y = same.to(d.dtype) * 2.0 - 1.0
+    return torch.relu(1.0 - y * (theta - d))
+
+
+def _reduce(losses: torch.Tensor, same: torch.Tensor, weighting: str) -> torch.Tensor:
+    if weighting == "uniform":
+        return losses.mean()
+    pos, neg = losses[same], losses[~same]
+    parts = [t.mean() for t in (pos, neg) if t.numel()]
+    return torch.stack(parts).mean()
+
+
+class _HingeBase(nn.Module):
+    def __init__(self, theta: float = 1.0, learn_theta: bool = False, weighting: str = "uniform"):
+        super().__init__()
+        if weighting not in WEIGHTINGS:
+            raise HostToolError(f"unknown loss weighting {weighting!r}; expected one of {WEIGHTINGS}")
+        self.weighting = weighting
+        if learn_theta:
+            self.theta = nn.Parameter(torch.tensor(float(theta)))
+        else:
+            self.register_buffer("theta", torch.tensor(float(theta)))
+
+    def extra_repr(self) -> str:
+        return f"theta={float(self.theta):.4g}, learned={isinstance(self.theta, nn.Parameter)}, weighting={self.weighting}"
+
+
+class MultibatchLoss(_HingeBase):
+    """All ``(k² - k) / 2`` unordered pairs of a batch of k embeddings (the seed's multibatch estimate).
+
+    ``forward(embeddings (k, d) float, labels (k,) int) -> scalar``: the mean hinge over the pairs i < j
+    (the ordered k² - k pairs give the same mean: d and y are symmetric).  ``uniform`` weighting is an
+    unbiased estimate of the mean pair loss over the data when the batch is a uniform random subset.
+    """
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        k = embeddings.shape[0]
+        if k < 2:
+            raise HostToolError(f"multibatch loss needs at least 2 embeddings, got {k}")
+        iu = torch.triu_indices(k, k, offset=1, device=embeddings.device)
+        d = pair_distances(embeddings)[iu[0], iu[1]]
+        same = (labels[:, None] == labels[None, :])[iu[0], iu[1]]
+        return _reduce(hinge(d, same, self.theta), same, self.weighting)
+
+
+class PairsLoss(_HingeBase):
+    """The baseline: the same hinge on k/2 disjoint pairs (0, 1), (2, 3), ... of a batch of k embeddings.
+
+    ``forward(embeddings (k, d), labels (k,)) -> scalar`` mean over the k/2 pairs (``balanced``: positive and
+    negative pairs averaged separately).  Lay the batch out as pairs (``samplers.PairBatchSampler``).
+    """
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        k = embeddings.shape[0]
+        if k < 2 or k % 2:
+            raise HostToolError(f"pairs loss needs an even batch of at least 2 embeddings, got {k}")
+        a, b = embeddings[0::2], embeddings[1::2]
+        d = torch.sqrt(torch.clamp(((a - b) ** 2).sum(1), min=1e-12))
+        same = labels[0::2] == labels[1::2]
+        return _reduce(hinge(d, same, self.theta), same, self.weighting)
+
+
+def build_loss(kind: str, theta: float = 1.0, learn_theta: bool = False, weighting: str = "balanced") -> _HingeBase:
+    """``kind``: ``multibatch`` or ``pairs``."""
+    if kind == "multibatch":
+        return MultibatchLoss(theta, learn_theta, weighting)
+    if kind == "pairs":
+        return PairsLoss(theta, learn_theta, weighting)
+    raise HostToolError(f"unknown loss {kind!r}; expected 'multibatch' or 'pairs'")

@@ -1,0 +1,372 @@
+"""Train an embedding net from ``kernels/nets.py`` with the multibatch (or k/2-pairs) hinge loss.
+
+One job: the training loop.  Data from the shared data folder or a pack (``data.py``), the net from
+``torch_nets.py``, the loss from ``losses.py``, batches from ``samplers.py``, LFW dev accuracy from
+``evaluate.py``.  Deterministic given the seed (same machine, same device, same worker count); float32 only
+(no mixed precision).  Writes into ``out``:
+
+* ``history.jsonl``: one JSON line per epoch (step, images seen, train loss, val loss, LFW dev accuracy, wall s);
+* ``last.pt`` every ``ckpt_every`` steps and at each epoch end (model, optimizer, schedule, loss, step), from
+  which ``resume`` continues exactly; ``best.pt`` at the best LFW dev accuracy;
+* ``config.json``.
+
+LFW dev accuracy: the View 1 test pairs (``pairsDevTest.txt``, 500 + 500), 10-fold as in ``evaluate`` (pairs
+assigned to folds round-robin); used only to pick the best checkpoint, never to train.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from wearface.kernels import nets
+
+from . import data as D
+from . import evaluate as E
+from .errors import HostToolError
+from .losses import build_loss
+from .samplers import PairBatchSampler, PKBatchSampler
+from .torch_nets import build_torch_net, to_input
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a run (saved in ``config.json`` and in every checkpoint)."""
+
+    net: str = "A"
+    data: str = ""
+    out: str = "runs/a1"
+    device: str = "cpu"
+    epochs: float = 1.0
+    images: int = 0  # if > 0: train on this many images (overrides epochs)
+    time_budget_s: float = 0.0  # if > 0: fit the run (cosine schedule included) into this much wall time
+    batch: int = 128
+    k_per_identity: int = 4  # P x K batches: P = batch // K
+    loss: str = "multibatch"  # or "pairs"
+    weighting: str = "balanced"
+    theta: float = 1.0
+    learn_theta: bool = False
+    pairs_positive_fraction: float = 0.5
+    lr: float = 2e-3
+    weight_decay: float = 5e-4
+    warmup_steps: int = 100
+    seed: int = 0
+    workers: int = 2
+    ckpt_every: int = 200
+    channels_last: bool = False
+    batchnorm: bool = True
+    augment: bool = True
+    val_fraction: float = 0.05
+    subsets: tuple = D.DEFAULT_SUBSETS
+    val_batches: int = 8
+    threads: int = 0  # torch CPU threads (0: torch's default)
+    lfw: str = ""  # LFW folder (default: <data>/lfw when data is a folder; the pack's own dev images otherwise)
+    extra: dict = field(default_factory=dict)
+
+
+class FaceDataset(Dataset):
+    """``dataset[(i, aug_seed)] -> (uint8 (112, 112, 3) RGB tensor, label)``; augmented iff ``augment``."""
+
+    def __init__(self, records: D.FaceRecords, augment: D.Augment | None):
+        self.records, self.augment = records, augment
+        self.labels = records.labels()
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, item):
+        i, aug_seed = item
+        img = self.records.decode(i)
+        if self.augment is not None:
+            img = self.augment(img, np.random.default_rng(aug_seed))
+        return torch.from_numpy(np.ascontiguousarray(img)), int(self.labels[i])
+
+
+class SeededBatches:
+    """Wraps a batch sampler: each index becomes (index, augmentation seed), fixed by (seed, epoch, batch, slot)."""
+
+    def __init__(self, sampler, seed: int, skip: int = 0):
+        self.sampler, self.seed, self.skip = sampler, seed, skip
+
+    def __len__(self) -> int:
+        return len(self.sampler) - self.skip
+
+    def __iter__(self):
+        for b, batch in enumerate(self.sampler):
+            if b < self.skip:
+                continue
+            base = (self.seed * 1_000_003 + self.sampler.epoch) * 1_000_003 + b
+            yield [(i, base * 4096 + slot) for slot, i in enumerate(batch)]
+
+
+def _seed_everything(seed: int) -> None:
+    import random
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def load_training_data(cfg: TrainConfig):
+    """(train records, val records, LFW dev pairs or None, image_of(name, index) or None) from a folder or a pack."""
+    if D.is_pack(cfg.data):
+        pack = D.load_pack(cfg.data)
+        dev = pack.lfw_dev_pairs
+        image_of = (lambda n, i: D.decode_jpeg_rgb(pack.lfw_jpeg[(n, i)], f"pack LFW {n} {i}")) if dev else None
+        return pack.train, pack.val, dev, image_of
+    root = Path(cfg.data)
+    if not root.is_dir():
+        raise HostToolError(f"--data {cfg.data}: neither a data folder nor a .npz pack")
+    records = D.drop_singletons(D.load_celeba(root, cfg.subsets))
+    train, val = D.split_by_identity(records, cfg.val_fraction, cfg.seed)
+    lfw_zip, _, dev_path = D.lfw_paths(cfg.lfw or root)
+    dev, image_of = None, None
+    if lfw_zip.is_file() and dev_path.is_file():
+        dev = D.read_pairs(dev_path)
+        lfw = D.LfwImages(lfw_zip)
+        image_of = lfw.crop112
+    return train, val, dev, image_of
+
+
+def dev_folds(pairs: D.PairsFile, n: int = 10) -> D.PairsFile:
+    """View 1 has one 'fold'; assign its pairs round-robin to ``n`` folds for a cross-validated threshold."""
+    return D.PairsFile(n, pairs.n_per_half, tuple(
+        D.Pair(p.name1, p.index1, p.name2, p.index2, p.same, k % n) for k, p in enumerate(pairs.pairs)))
+
+
+class Trainer:
+    """Holds the model, optimizer, schedule, data loaders and state; ``run()`` trains to the configured end."""
+
+    def __init__(self, cfg: TrainConfig, resume: bool = False, progress: bool = True, log=print):
+        self.cfg, self.progress, self.log = cfg, progress, log
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        _seed_everything(cfg.seed)
+        self.device = torch.device(cfg.device)
+        if self.device.type == "cuda":
+            if not torch.cuda.is_available():
+                raise HostToolError("--device cuda: no CUDA device visible to torch")
+            torch.backends.cudnn.benchmark = True
+            torch.backends.cuda.matmul.allow_tf32 = False  # float32 only, as on CPU
+            torch.backends.cudnn.allow_tf32 = False
+        self.out = Path(cfg.out)
+        self.out.mkdir(parents=True, exist_ok=True)
+
+        self.train_records, self.val_records, dev, self.image_of = load_training_data(cfg)
+        self.dev_pairs = dev_folds(dev) if dev is not None else None
+        self._dev_cache: dict = {}
+        self.train_set = FaceDataset(self.train_records, D.Augment() if cfg.augment else None)
+        self.val_set = FaceDataset(self.val_records, None)
+
+        spec = nets.get_net(cfg.net)
+        if spec.output != "embedding":
+            raise HostToolError(f"--net {cfg.net}: not an embedding net (the alignment net trains elsewhere)")
+        self.model = build_torch_net(spec, batchnorm=cfg.batchnorm).to(self.device)
+        if cfg.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.loss_fn = build_loss(cfg.loss, cfg.theta, cfg.learn_theta, cfg.weighting).to(self.device)
+        params = list(self.model.parameters()) + list(self.loss_fn.parameters())
+        self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+        self.steps_per_epoch = max(1, len(self.train_records) // cfg.batch)
+        n_images = cfg.images if cfg.images > 0 else int(cfg.epochs * self.steps_per_epoch * cfg.batch)
+        self.total_steps = max(1, math.ceil(n_images / cfg.batch))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
+        self.step, self.epoch, self.best_dev, self.wall_s = 0, 0, -1.0, 0.0
+        if resume and (self.out / "last.pt").is_file():
+            self._load(self.out / "last.pt")
+        # a resumed time-budgeted run counts the wall time already spent
+        self.wall_s_at_start = self.wall_s if cfg.time_budget_s > 0 else 0.0
+        (self.out / "config.json").write_text(json.dumps(asdict(self.cfg), indent=1, default=list))
+
+    # ------------------------------------------------------------------------------------------- pieces
+    def _lr_factor(self, step: int) -> float:
+        """Linear warm-up, then cosine decay to 0 at the last step."""
+        if step < self.cfg.warmup_steps:
+            return (step + 1) / self.cfg.warmup_steps
+        t = (step - self.cfg.warmup_steps) / max(1, self.total_steps - self.cfg.warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, t)))
+
+    def _sampler(self, labels: np.ndarray, n_batches: int | None, seed: int):
+        cfg = self.cfg
+        if cfg.loss == "pairs":
+            return PairBatchSampler(labels, cfg.batch // 2, cfg.pairs_positive_fraction, n_batches, seed)
+        return PKBatchSampler(labels, cfg.batch // cfg.k_per_identity, cfg.k_per_identity, n_batches, seed)
+
+    def _loader(self, dataset: FaceDataset, batches: SeededBatches) -> DataLoader:
+        workers = self.cfg.workers
+        return DataLoader(dataset, batch_sampler=batches, num_workers=workers, pin_memory=self.device.type == "cuda",
+                          persistent_workers=False, prefetch_factor=4 if workers else None)
+
+    def _to_device(self, images: torch.Tensor) -> torch.Tensor:
+        x = to_input(images.to(self.device, non_blocking=True))
+        if self.cfg.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def _checkpoint(self) -> dict:
+        return {
+            "config": asdict(self.cfg),
+            "model": self.model.state_dict(),
+            "loss": self.loss_fn.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "step": self.step,
+            "total_steps": self.total_steps,
+            "epoch": self.epoch,
+            "best_dev": self.best_dev,
+            "wall_s": self.wall_s,
+            "torch_rng": torch.get_rng_state(),
+        }
+
+    def _save(self, name: str) -> None:
+        tmp = self.out / (name + ".tmp")
+        torch.save(self._checkpoint(), tmp)
+        os.replace(tmp, self.out / name)
+
+    def _load(self, path: Path) -> None:
+        ckpt = torch.load(path, map_location=self.device, weights_only=False)
+        self.model.load_state_dict(ckpt["model"])
+        self.loss_fn.load_state_dict(ckpt["loss"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        self.step, self.epoch, self.best_dev, self.wall_s = ckpt["step"], ckpt["epoch"], ckpt["best_dev"], ckpt["wall_s"]
+        torch.set_rng_state(ckpt["torch_rng"])
+        if self.cfg.time_budget_s > 0:
+            self.total_steps = ckpt.get("total_steps", self.total_steps)
+        old = ckpt["config"]
+        changed = {k: (old.get(k), v) for k, v in asdict(self.cfg).items() if k not in ("out", "workers", "threads") and old.get(k) != v
+                   and not (isinstance(v, tuple) and list(v) == old.get(k))}
+        if changed:
+            self.log(f"warning: resuming with a changed config (old, new): {changed}")
+        self.log(f"resumed from {path} at step {self.step} (epoch {self.epoch})")
+
+    def _fit_time_budget(self, run_t0: float, run_step0: int) -> None:
+        """Set ``total_steps`` so the run ends within ``time_budget_s`` at the speed so far (evals included)."""
+        elapsed = time.perf_counter() - run_t0
+        done = self.step - run_step0
+        if done <= 0:
+            return
+        remaining = self.cfg.time_budget_s - self.wall_s_at_start - elapsed
+        new_total = self.step + max(0, int(0.97 * remaining * done / elapsed))
+        if new_total != self.total_steps:
+            self.log(f"time budget: {done / elapsed * self.cfg.batch:.0f} images/s so far; total steps {self.total_steps} -> {new_total}")
+            self.total_steps = max(self.step, new_total)
+
+    def val_loss(self) -> float:
+        """Mean loss over ``val_batches`` fixed batches of the held-out identities (eval mode, no augmentation)."""
+        if len(self.val_records) < self.cfg.batch or self.cfg.val_batches <= 0:
+            return float("nan")
+        labels = self.val_set.labels
+        try:
+            sampler = self._sampler(labels, self.cfg.val_batches, seed=12345)
+        except HostToolError:
+            return float("nan")
+        self.model.eval()
+        total = []
+        with torch.no_grad():
+            for batch in SeededBatches(sampler, 0):
+                imgs = torch.stack([self.val_set[it][0] for it in batch])
+                lab = torch.as_tensor([self.val_set[it][1] for it in batch], device=self.device)
+                total.append(float(self.loss_fn(self.model(self._to_device(imgs)), lab)))
+        self.model.train()
+        return float(np.mean(total))
+
+    def dev_accuracy(self) -> float:
+        """LFW View 1 test pairs, 10-fold accuracy (mean), or NaN without LFW."""
+        if self.dev_pairs is None:
+            return float("nan")
+        if not self._dev_cache:
+            for key in D.pair_images(self.dev_pairs):
+                self._dev_cache[key] = self.image_of(*key)
+        res = E.verify_pairs(E.torch_embedder(self.model, self.device, self.cfg.channels_last), self.dev_pairs,
+                             lambda n, i: self._dev_cache[(n, i)], batch=256)
+        return res.mean
+
+    # ---------------------------------------------------------------------------------------------- run
+    def run(self, stop_after_steps: int = 0) -> list[dict]:
+        """Train to ``total_steps`` (or stop early at ``stop_after_steps``, saving last.pt: for tests); returns history rows."""
+        from tqdm import tqdm
+
+        cfg = self.cfg
+        self.log(f"train: {len(self.train_records)} images of {len(np.unique(self.train_records.identities))} identities; "
+                 f"val: {len(self.val_records)} images of {len(np.unique(self.val_records.identities))}; "
+                 f"{self.total_steps} steps of {cfg.batch} ({self.steps_per_epoch} per epoch) on {self.device}")
+        history = []
+        self.model.train()
+        run_t0, run_step0 = time.perf_counter(), self.step
+        bar = tqdm(total=self.total_steps, initial=self.step, disable=not self.progress, unit="step", dynamic_ncols=True)
+        while self.step < self.total_steps:
+            # epochs are counted from the step, so a run that ends mid-epoch resumes at the same batch
+            self.epoch, skip = divmod(self.step, self.steps_per_epoch)
+            n_batches = min(self.steps_per_epoch, self.total_steps - self.epoch * self.steps_per_epoch)
+            sampler = self._sampler(self.train_set.labels, n_batches, cfg.seed)
+            sampler.set_epoch(self.epoch)
+            losses, t0 = [], time.perf_counter()
+            epoch_t0 = t0
+            for images, labels in self._loader(self.train_set, SeededBatches(sampler, cfg.seed, skip)):
+                emb = self.model(self._to_device(images))
+                loss = self.loss_fn(emb, labels.to(self.device))
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                self.optimizer.step()
+                self.scheduler.step()
+                self.step += 1
+                losses.append(float(loss.detach()))
+                bar.update(1)
+                bar.set_postfix(epoch=self.epoch, loss=f"{np.mean(losses[-50:]):.4f}")
+                if cfg.ckpt_every and self.step % cfg.ckpt_every == 0:
+                    self.wall_s += time.perf_counter() - t0
+                    t0 = time.perf_counter()
+                    self._save("last.pt")
+                if cfg.time_budget_s > 0 and self.step - run_step0 in (20, 100):
+                    self._fit_time_budget(run_t0, run_step0)
+                if stop_after_steps and self.step >= stop_after_steps:
+                    break
+                if self.step >= self.total_steps:
+                    break
+            self.wall_s += time.perf_counter() - t0
+            if stop_after_steps and self.step >= stop_after_steps and self.step < self.total_steps:
+                self._save("last.pt")
+                break
+            row = {
+                "epoch": round(self.step / self.steps_per_epoch, 3),
+                "step": self.step,
+                "images_seen": self.step * cfg.batch,
+                "train_loss": float(np.mean(losses)) if losses else float("nan"),
+                "val_loss": self.val_loss(),
+                "lfw_dev_acc": self.dev_accuracy(),
+                "lr": float(self.scheduler.get_last_lr()[0]),
+                "theta": float(self.loss_fn.theta),
+                "train_wall_s": round(self.wall_s, 1),
+            }
+            row["images_per_s"] = round(len(losses) * cfg.batch / max(1e-9, time.perf_counter() - epoch_t0), 1)
+            if cfg.time_budget_s > 0:
+                self._fit_time_budget(run_t0, run_step0)
+                row["total_steps"] = self.total_steps
+            if row["lfw_dev_acc"] == row["lfw_dev_acc"] and row["lfw_dev_acc"] > self.best_dev:
+                self.best_dev = row["lfw_dev_acc"]
+                self._save("best.pt")
+            self._save("last.pt")
+            with open(self.out / "history.jsonl", "a") as fh:
+                fh.write(json.dumps(row) + "\n")
+            history.append(row)
+            self.log(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+        bar.close()
+        return history
+
+
+def export_small_checkpoint(checkpoint: str | Path, out: str | Path, extra: dict | None = None) -> dict:
+    """Write a small shipped checkpoint: float state dict (CPU) + config + ``extra`` (e.g. results).  Returns it."""
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    small = {"config": ckpt["config"], "model": {k: v.cpu() for k, v in ckpt["model"].items()},
+             "loss": ckpt.get("loss", {}), "step": ckpt["step"], "train_wall_s": ckpt.get("wall_s"), "extra": extra or {}}
+    torch.save(small, out)
+    return small
