@@ -9,14 +9,19 @@ unusable port ends the process with one line on stderr and exit status 2 (system
 """
 from __future__ import annotations
 
-import argparse
 import os
-import signal
-import sys
-import threading
 
-from .board import load_board
-from .errors import FirmwareError
+# One BLAS thread: the loop is one thread already, and OpenBLAS's own threads turned a ~1 ms model A run
+# into 432 ms worst cases under load (docs/BENCHMARKS.md, kernels section).  Must precede numpy's import.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import argparse  # noqa: E402
+import signal  # noqa: E402
+import sys  # noqa: E402
+import threading  # noqa: E402
+
+from .board import load_board  # noqa: E402
+from .errors import FirmwareError  # noqa: E402
 
 EXIT_BAD_SETUP = 2
 
