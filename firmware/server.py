@@ -133,36 +133,62 @@ class FdPort:
 
 
 class SerialPort:
-    """A serial line opened with pyserial (a UART, a USB gadget tty, a pty slave, a socket:// URL)."""
+    """A serial line opened with pyserial (a UART, a USB gadget tty, a pty slave, a socket:// URL).
+
+    If the device vanishes (a USB gadget unplugged) it is closed and reopened by name at the next reads."""
 
     def __init__(self, url: str, baud: int):
         import serial
 
         self._serial_mod = serial
         self.url = url
-        self.ser = serial.serial_for_url(url, baudrate=baud, timeout=READ_POLL_S, write_timeout=WRITE_TIMEOUT_S)
+        self.baud = baud
+        self.ser = self._open()
+
+    def _open(self):
+        return self._serial_mod.serial_for_url(self.url, baudrate=self.baud, timeout=READ_POLL_S,
+                                               write_timeout=WRITE_TIMEOUT_S)
+
+    def _lost(self) -> None:
+        try:
+            if self.ser is not None:
+                self.ser.close()
+        except Exception:  # noqa: BLE001 - closing a vanished device fails in many ways
+            pass
+        self.ser = None
+        time.sleep(HOST_GONE_POLL_S)
 
     def read(self, timeout_s: float) -> bytes:
+        if self.ser is None:
+            try:
+                self.ser = self._open()
+            except Exception:  # noqa: BLE001 - still gone; try again at the next read
+                time.sleep(HOST_GONE_POLL_S)
+                return b""
         self.ser.timeout = timeout_s
         try:
             first = self.ser.read(1)
             if not first:
                 return b""
             return first + self.ser.read(self.ser.in_waiting or 0)
-        except self._serial_mod.SerialException:
-            time.sleep(HOST_GONE_POLL_S)
+        except (self._serial_mod.SerialException, OSError, TypeError, AttributeError):
+            self._lost()
             return b""
 
     def write(self, data: bytes, timeout_s: float) -> bool:
+        ser = self.ser
+        if ser is None:
+            return False
         try:
-            self.ser.write_timeout = timeout_s
-            self.ser.write(data)
+            ser.write_timeout = timeout_s
+            ser.write(data)
             return True
-        except self._serial_mod.SerialException:
+        except (self._serial_mod.SerialException, OSError, TypeError, AttributeError):
             return False
 
     def close(self) -> None:
-        self.ser.close()
+        if self.ser is not None:
+            self.ser.close()
 
 
 def open_port(port_spec: str, baud: int = 115200):
@@ -324,7 +350,11 @@ class Server:
             if data is None:
                 self._out.task_done()
                 continue
-            ok = self.port.write(data, self.write_timeout_s)
+            try:
+                ok = self.port.write(data, self.write_timeout_s)
+            except OSError as exc:  # a line fault must not end the writer: the frame is lost, like on a wire
+                log.warning("serial write failed: %s", exc)
+                ok = False
             with self._lock:
                 if droppable:
                     self._events_pending -= 1
@@ -420,7 +450,13 @@ class Server:
             subscribe(self.push_event)
         try:
             while not stop_event.is_set():
-                data = self.port.read(READ_POLL_S)
+                try:
+                    data = self.port.read(READ_POLL_S)
+                except OSError as exc:
+                    self.counters["read_errors"] = self.counters.get("read_errors", 0) + 1
+                    log.warning("serial read failed: %s", exc)
+                    time.sleep(HOST_GONE_POLL_S * 4)
+                    continue
                 if not data:
                     continue
                 for item in self.decoder.feed(data):

@@ -160,7 +160,7 @@ class Link:
                     self.stats.reconnects += 1
                     decoder = P.FrameDecoder()
                     if self.on_link:
-                        self.on_link(True)
+                        self._call(self.on_link, True)
                     self._wake_all_for_resend()
                 else:
                     time.sleep(RECONNECT_INTERVAL_S)
@@ -171,18 +171,28 @@ class Link:
                 # TypeError/AttributeError: pyserial racing with close() on a vanished fd
                 self._drop_port()
                 if self.on_link and not self._closing.is_set():
-                    self.on_link(False)
+                    self._call(self.on_link, False)
                 continue
             if not data:
                 continue
             self.stats.bytes_rx += len(data)
             if self.on_raw:
-                self.on_raw(data)
+                self._call(self.on_raw, data)
             for item in decoder.feed(data):
                 if isinstance(item, P.Frame):
                     self._dispatch(item)
                 else:
                     self.stats.bad_frames_rx += 1
+
+    @staticmethod
+    def _call(callback, arg) -> None:
+        """Run a user callback on the reader thread; its failure must not stop the reader."""
+        try:
+            callback(arg)
+        except Exception:  # noqa: BLE001
+            import traceback
+
+            traceback.print_exc()
 
     def _dispatch(self, frame: P.Frame) -> None:
         if frame.kind == P.Kind.RESPONSE:
@@ -202,7 +212,7 @@ class Link:
                     self.stats.events_lost += gap
             self._last_event_seq = frame.seq
             if self.on_event:
-                self.on_event(frame)
+                self._call(self.on_event, frame)
             try:
                 self._events.put_nowait(frame)
             except queue.Full:
