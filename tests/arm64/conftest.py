@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import time
 from pathlib import Path
+from typing import Callable, Sequence
 
 import pytest
 
@@ -64,3 +66,44 @@ class Emulated:
 @pytest.fixture(scope="session")
 def emulated(userland, qemu_cpu) -> Emulated:
     return Emulated(userland, qemu_cpu)
+
+
+class EmulatedCpus:
+    """Runs one check on every emulated CPU *at once* (one process per CPU: the two cores halve the wall time).
+
+    Numba's cache (in the userland) is per CPU model, so checks run in sequence reuse what earlier ones compiled.
+    """
+
+    def __init__(self, userland: emulate.Userland, cpus: Sequence[str]):
+        self.userland, self.cpus = userland, tuple(cpus)
+
+    def run(self, args_for: Callable[[str], list], timeout_s: float = 600, env: dict | None = None) -> dict:
+        """{cpu: CompletedProcess} of the emulated python with ``args_for(cpu)``, from the repository root;
+        output captured (stdout and stderr apart)."""
+        procs = {}
+        for cpu in self.cpus:
+            procs[cpu] = subprocess.Popen([str(self.userland.launcher), *map(str, args_for(cpu))], cwd=REPO,
+                                          env=self.userland.env(cpu, base=env), stdout=subprocess.PIPE,
+                                          stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + timeout_s
+        done = {}
+        try:
+            for cpu, proc in procs.items():
+                out, err = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
+                done[cpu] = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+        finally:
+            for proc in procs.values():
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+        return done
+
+
+def describe_failure(cpu: str, done: subprocess.CompletedProcess, lines: int = 40) -> str:
+    text = "\n".join((done.stdout + "\n" + done.stderr).strip().splitlines()[-lines:])
+    return f"{cpu}: exit status {done.returncode}\n{text}"
+
+
+@pytest.fixture(scope="session")
+def all_cpus(userland) -> EmulatedCpus:
+    return EmulatedCpus(userland, [cpu for cpu, _ in EMULATED_CPUS])
