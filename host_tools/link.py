@@ -175,14 +175,18 @@ class Link:
                 continue
             if not data:
                 continue
-            self.stats.bytes_rx += len(data)
-            if self.on_raw:
-                self._call(self.on_raw, data)
-            for item in decoder.feed(data):
-                if isinstance(item, P.Frame):
-                    self._dispatch(item)
-                else:
-                    self.stats.bad_frames_rx += 1
+            self.feed(decoder, data)
+
+    def feed(self, decoder: P.FrameDecoder, data: bytes) -> None:
+        """Bytes read from the port -> responses to waiting requests, events to their consumers."""
+        self.stats.bytes_rx += len(data)
+        if self.on_raw:
+            self._call(self.on_raw, data)
+        for item in decoder.feed(data):
+            if isinstance(item, P.Frame):
+                self._dispatch(item)
+            else:
+                self.stats.bad_frames_rx += 1
 
     @staticmethod
     def _call(callback, arg) -> None:

@@ -129,3 +129,27 @@ def test_payload_parser_rejects_bad_references_cleanly(tree, blob):
         P.unpack_payload(text.encode(), blob)
     except P.ProtocolError as exc:
         assert exc.status == P.Status.BAD_REQUEST
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(
+    st.binary(max_size=300),
+    st.builds(lambda kind, seq, code, status, payload: P.encode_frame(kind, seq, code, payload, status),
+              st.sampled_from(list(P.Kind)), st.integers(0, 0xFFFF), st.integers(0, 255), st.integers(0, 255),
+              st.dictionaries(st.sampled_from(["event", "t", "error", "x"]),
+                              st.one_of(st.none(), st.integers(), st.text(max_size=5), st.binary(max_size=9)),
+                              max_size=3))), max_size=8))
+def test_host_reader_takes_any_bytes(pieces):
+    """The host side's reader (decoder + dispatch to waiting requests and event consumers) never raises."""
+    from wearface.host_tools.link import Link
+
+    seen = []
+    link = Link("loop://", on_event=seen.append, on_raw=lambda b: None)
+    pending = link._next_seq()
+    from wearface.host_tools.link import _Pending
+
+    link._pending[pending] = _Pending(pending)
+    decoder = P.FrameDecoder(max_body_bytes=4096)
+    for piece in pieces:
+        link.feed(decoder, piece)
+    assert all(isinstance(f, P.Frame) and f.kind == P.Kind.EVENT for f in seen)
