@@ -31,7 +31,7 @@ from wearface.kernels import nets
 from . import data as D
 from . import evaluate as E
 from .errors import HostToolError
-from .losses import build_loss
+from .losses import MultibatchLoss, build_loss
 from .samplers import PairBatchSampler, PKBatchSampler
 from .torch_nets import build_torch_net, to_input
 
@@ -65,7 +65,8 @@ class TrainConfig:
     augment: bool = True
     val_fraction: float = 0.05
     subsets: tuple = D.DEFAULT_SUBSETS
-    val_batches: int = 8
+    val_batches: int = 8  # fixed P x K batches for the metric loss on val (and on train)
+    eval_every_steps: int = 0  # if > 0: also log a history row every N steps (else once per epoch)
     threads: int = 0  # torch CPU threads (0: torch's default)
     lfw: str = ""  # LFW folder (default: <data>/lfw when data is a folder; the pack's own dev images otherwise)
     extra: dict = field(default_factory=dict)
@@ -172,6 +173,7 @@ class Trainer:
         if cfg.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.loss_fn = build_loss(cfg.loss, cfg.theta, cfg.learn_theta, cfg.weighting).to(self.device)
+        self.metric_loss = MultibatchLoss(cfg.theta, weighting="balanced").to(self.device)
         params = list(self.model.parameters()) + list(self.loss_fn.parameters())
         self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
@@ -260,22 +262,24 @@ class Trainer:
             self.log(f"time budget: {done / elapsed * self.cfg.batch:.0f} images/s so far; total steps {self.total_steps} -> {new_total}")
             self.total_steps = max(self.step, new_total)
 
-    def val_loss(self) -> float:
-        """Mean loss over ``val_batches`` fixed batches of the held-out identities (eval mode, no augmentation)."""
-        if len(self.val_records) < self.cfg.batch or self.cfg.val_batches <= 0:
+    def fixed_batches_loss(self, dataset: FaceDataset) -> float:
+        """The metric loss (balanced multibatch hinge, θ fixed at the config's) on ``val_batches`` fixed P x K
+        batches of ``dataset`` (eval mode, no augmentation): one yardstick for multibatch and pairs runs alike."""
+        cfg = self.cfg
+        if len(dataset) < cfg.batch or cfg.val_batches <= 0:
             return float("nan")
-        labels = self.val_set.labels
         try:
-            sampler = self._sampler(labels, self.cfg.val_batches, seed=12345)
+            sampler = PKBatchSampler(dataset.labels, cfg.batch // cfg.k_per_identity, cfg.k_per_identity, cfg.val_batches, seed=12345)
         except HostToolError:
             return float("nan")
+        plain = FaceDataset(dataset.records, None)
         self.model.eval()
         total = []
         with torch.no_grad():
             for batch in SeededBatches(sampler, 0):
-                imgs = torch.stack([self.val_set[it][0] for it in batch])
-                lab = torch.as_tensor([self.val_set[it][1] for it in batch], device=self.device)
-                total.append(float(self.loss_fn(self.model(self._to_device(imgs)), lab)))
+                imgs = torch.stack([plain[it][0] for it in batch])
+                lab = torch.as_tensor([plain[it][1] for it in batch], device=self.device)
+                total.append(float(self.metric_loss(self.model(self._to_device(imgs)), lab)))
         self.model.train()
         return float(np.mean(total))
 
@@ -291,6 +295,34 @@ class Trainer:
         return res.mean
 
     # ---------------------------------------------------------------------------------------------- run
+    def _log_row(self, losses: list, epoch_t0: float, run_t0: float, run_step0: int, history: list) -> None:
+        """Evaluate, append one history row (and to history.jsonl), save last.pt and best.pt."""
+        cfg = self.cfg
+        row = {
+            "epoch": round(self.step / self.steps_per_epoch, 3),
+            "step": self.step,
+            "images_seen": self.step * cfg.batch,
+            "train_loss": float(np.mean(losses)) if losses else float("nan"),
+            "train_fixed_loss": self.fixed_batches_loss(self.train_set),
+            "val_loss": self.fixed_batches_loss(self.val_set),
+            "lfw_dev_acc": self.dev_accuracy(),
+            "lr": float(self.scheduler.get_last_lr()[0]),
+            "theta": float(self.loss_fn.theta),
+            "train_wall_s": round(self.wall_s, 1),
+            "images_per_s": round(len(losses) * cfg.batch / max(1e-9, time.perf_counter() - epoch_t0), 1),
+        }
+        if cfg.time_budget_s > 0:
+            self._fit_time_budget(run_t0, run_step0)
+            row["total_steps"] = self.total_steps
+        if row["lfw_dev_acc"] == row["lfw_dev_acc"] and row["lfw_dev_acc"] > self.best_dev:
+            self.best_dev = row["lfw_dev_acc"]
+            self._save("best.pt")
+        self._save("last.pt")
+        with open(self.out / "history.jsonl", "a") as fh:
+            fh.write(json.dumps(row) + "\n")
+        history.append(row)
+        self.log(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+
     def run(self, stop_after_steps: int = 0) -> list[dict]:
         """Train to ``total_steps`` (or stop early at ``stop_after_steps``, saving last.pt: for tests); returns history rows."""
         from tqdm import tqdm
@@ -326,6 +358,11 @@ class Trainer:
                     self.wall_s += time.perf_counter() - t0
                     t0 = time.perf_counter()
                     self._save("last.pt")
+                if cfg.eval_every_steps and self.step % cfg.eval_every_steps == 0 and self.step % self.steps_per_epoch \
+                        and self.step < self.total_steps:
+                    self.wall_s += time.perf_counter() - t0
+                    self._log_row(losses, epoch_t0, run_t0, run_step0, history)
+                    losses, t0, epoch_t0 = [], time.perf_counter(), time.perf_counter()
                 if cfg.time_budget_s > 0 and self.step - run_step0 in (20, 100):
                     self._fit_time_budget(run_t0, run_step0)
                 if stop_after_steps and self.step >= stop_after_steps:
@@ -336,29 +373,7 @@ class Trainer:
             if stop_after_steps and self.step >= stop_after_steps and self.step < self.total_steps:
                 self._save("last.pt")
                 break
-            row = {
-                "epoch": round(self.step / self.steps_per_epoch, 3),
-                "step": self.step,
-                "images_seen": self.step * cfg.batch,
-                "train_loss": float(np.mean(losses)) if losses else float("nan"),
-                "val_loss": self.val_loss(),
-                "lfw_dev_acc": self.dev_accuracy(),
-                "lr": float(self.scheduler.get_last_lr()[0]),
-                "theta": float(self.loss_fn.theta),
-                "train_wall_s": round(self.wall_s, 1),
-            }
-            row["images_per_s"] = round(len(losses) * cfg.batch / max(1e-9, time.perf_counter() - epoch_t0), 1)
-            if cfg.time_budget_s > 0:
-                self._fit_time_budget(run_t0, run_step0)
-                row["total_steps"] = self.total_steps
-            if row["lfw_dev_acc"] == row["lfw_dev_acc"] and row["lfw_dev_acc"] > self.best_dev:
-                self.best_dev = row["lfw_dev_acc"]
-                self._save("best.pt")
-            self._save("last.pt")
-            with open(self.out / "history.jsonl", "a") as fh:
-                fh.write(json.dumps(row) + "\n")
-            history.append(row)
-            self.log(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+            self._log_row(losses, epoch_t0, run_t0, run_step0, history)
         bar.close()
         return history
 

@@ -29,6 +29,7 @@ def register(sub) -> None:
     p.add_argument("--workers", type=int, default=2, help="data-loading processes (0: in the main process)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     p.add_argument("--ckpt-every", type=int, default=200, help="save last.pt every N steps")
+    p.add_argument("--eval-every-steps", type=int, default=0, help="also evaluate and log a history row every N steps")
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--no-batchnorm", action="store_true")
     p.add_argument("--no-augment", action="store_true")
@@ -76,7 +77,7 @@ def run_train(args) -> int:
         batch=args.batch, k_per_identity=args.k_per_identity, loss=args.loss, weighting=args.weighting,
         theta=args.theta, learn_theta=args.learn_theta, lr=args.lr, weight_decay=args.weight_decay,
         warmup_steps=args.warmup_steps, seed=args.seed, workers=args.workers, threads=args.threads,
-        ckpt_every=args.ckpt_every, channels_last=args.channels_last, batchnorm=not args.no_batchnorm,
+        ckpt_every=args.ckpt_every, eval_every_steps=args.eval_every_steps, channels_last=args.channels_last, batchnorm=not args.no_batchnorm,
         augment=not args.no_augment, subsets=tuple(args.subsets.split(",")), lfw=args.lfw,
     )
     Trainer(cfg, resume=args.resume, progress=not args.no_progress).run()
