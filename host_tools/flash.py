@@ -107,6 +107,11 @@ def verify_locally(data: bytes, info: dict, trusted_keys: list | None = None, na
     from wearface.firmware.bundle import verify_bundle
 
     keys = trusted_keys if trusted_keys is not None else board_public_keys(info)
+    if not keys:
+        from .errors import DataError
+
+        raise DataError(f"no public key known for board {info.get('board')!r} ({info.get('compatible')!r}): it is "
+                        f"not in boards/*.toml and does not report one; pass --key FILE")
     return verify_bundle(data, keys, info.get("compatible", ""), min_rollback=int(info.get("min_rollback") or 0),
                          self_test=self_test, name=name)
 
