@@ -170,6 +170,7 @@ def test_table_write_is_atomic_and_a_corrupt_table_is_rebuilt(flasher):
 _WRITER = r"""
 import hashlib, sys, time
 from wearface.firmware.board import load_board
+from wearface.firmware.slots import SlotStore
 board = load_board(sys.argv[1]); data = open(sys.argv[2], "rb").read()
 store = SlotStore.for_board(board, board.flash_root())
 part = store.begin_write(len(data), hashlib.sha256(data).digest())
