@@ -208,7 +208,8 @@ def main(argv=None) -> int:
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for name, macs, ms, g, m, f in rows:
         rate = f"{macs / ms / 1e6:.0f}" if macs and ms > 0 else ""
-        print(f"| {name} | {macs / 1e6:.2f} | {ms:.3f} | {100 * ms / total:.0f}% | {g:.3f} | {m:.3f} | {f:.3f} | {rate} |")
+        parts = " | ".join("" if np.isnan(v) else f"{v:.3f}" for v in (g, m, f))
+        print(f"| {name} | {macs / 1e6:.2f} | {ms:.3f} | {100 * ms / total:.0f}% | {parts} | {rate} |")
     print(f"| sum of steps | {sum(r[1] for r in rows) / 1e6:.1f} | {total:.3f} | | | | | |")
     return 0
 
