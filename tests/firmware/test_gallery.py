@@ -96,6 +96,7 @@ def _kill_writer_after(path, n_committed: int) -> list[str]:
             break
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    assert len(committed) == n_committed, "the writer died before it was killed"
     return committed
 
 
