@@ -85,7 +85,12 @@ class SlotTable:
                              f"expected {TABLE_FORMAT}")
         slots = {}
         for name in SLOT_NAMES:
-            rec = SlotRecord(**data["slots"][name])
+            fields = data["slots"][name]
+            rec = SlotRecord(**fields)
+            for key, default in asdict(SlotRecord()).items():
+                value = getattr(rec, key)
+                if type(value) is not type(default) and not (isinstance(default, float) and type(value) is int):
+                    raise ValueError(f"slot {name}: {key} is {value!r}, expected {type(default).__name__}")
             if rec.state not in SLOT_STATES:
                 raise ValueError(f"slot {name} has unknown state {rec.state!r}")
             slots[name] = rec
@@ -94,6 +99,9 @@ class SlotTable:
         for key in ("active", "pending", "confirmed"):
             if getattr(table, key) not in (None, *SLOT_NAMES):
                 raise ValueError(f"{key} is {getattr(table, key)!r}, expected null, 'A' or 'B'")
+        for key in ("boot_attempts", "min_rollback", "generation"):
+            if type(getattr(table, key)) is not int or getattr(table, key) < 0:
+                raise ValueError(f"{key} is {getattr(table, key)!r}, expected an integer >= 0")
         return table
 
 
@@ -172,7 +180,7 @@ class SlotStore:
             return table
         try:
             return SlotTable.from_json(json.loads(self.table_path.read_text("utf-8")))
-        except (ValueError, KeyError, TypeError, OSError) as exc:
+        except (ValueError, KeyError, TypeError, OSError, RecursionError) as exc:
             self.recovered_from = f"{self.table_path.name} unreadable ({exc})"
             return self._rebuilt()
 

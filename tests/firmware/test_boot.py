@@ -9,9 +9,11 @@ import subprocess
 import sys
 
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from wearface.firmware.boot import RECOVERY, RUNNING
 from wearface.firmware.errors import BundleError, BundleReason, SlotError
+from wearface.firmware.slots import SLOT_STATES, SlotStore, SlotTable
 
 from .conftest import Flasher, make_board, signed_bundle
 
@@ -209,3 +211,37 @@ def test_power_loss_during_a_slot_write_keeps_the_old_slot_and_resumes(tmp_path)
     flasher.store.write_chunk(part.offset, new[part.offset:])
     flasher.booter.accept_written()
     assert flasher.reboot().slot == "B"
+
+
+_json_values = st.recursive(st.none() | st.booleans() | st.integers(-5, 5) | st.text("ABpendingx", max_size=8),
+                            lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text("abs", max_size=3),
+                                                                                         inner, max_size=3),
+                            max_leaves=10)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.one_of(st.binary(max_size=200), _json_values.map(lambda v: json.dumps(v).encode()),
+                 st.builds(lambda fields: json.dumps(_mutated_table(fields)).encode(),
+                           st.dictionaries(st.sampled_from(["state", "size_bytes", "sha256", "active", "pending",
+                                                            "boot_attempts", "format", "slots"]), _json_values,
+                                           max_size=3))))
+def test_any_slot_table_bytes_open_as_a_valid_table(tmp_path, raw):
+    flash = tmp_path / "flash"
+    flash.mkdir(exist_ok=True)
+    (flash / "slots.json").write_bytes(raw)
+    store = SlotStore(flash)
+    table = store.table
+    assert table.active in (None, "A", "B") and all(r.state in SLOT_STATES for r in table.slots.values())
+    assert isinstance(table.boot_attempts, int)
+
+
+def _mutated_table(fields: dict) -> dict:
+    """A valid table JSON with some keys (top level and slot A) replaced by arbitrary values."""
+    data = SlotTable().to_json()
+    slot_a = data["slots"]["A"]
+    for key, value in fields.items():
+        if key in slot_a:
+            slot_a[key] = value
+        elif key in data:
+            data[key] = value
+    return data
