@@ -15,17 +15,21 @@ Boot and slots (each decision is one event; also written to the log file):
     flash.begin         slot, size_bytes, offset (resume offset)
     flash.accepted      slot, model_version, rollback_counter   verified and marked pending (boots at reboot)
     flash.rejected      slot, reason, detail
-Recognition (``track``: int id, stable while the person stays in view; ``box``: [x, y, w, h] frame px):
-    person.appeared     track, box, frame
-    person.recognised   track, name, distance, margin, next_name, box, frame    (margin: distance to the next
-                        name minus distance; null when the gallery has one name)
-    person.unknown      track, distance (to the nearest name, null for an empty gallery), nearest, box, frame
-    person.left         track, name (last decision, null if unknown), frames_seen, duration_s
-    debug.embedding     track, embedding (list of float, L2-normalised), name, distance, frame  (only when
-                        the host switched debug embeddings on)
+Recognition (``track``: int id, stable while the person stays in view; ``box``: [x, y, w, h] frame px;
+``frame``: index of the frame since the loop started; ``n_embeddings``: samples behind the decision):
+    person.appeared     track, box, frame                    (after ``tracker.appear_after_hits`` frames)
+    person.recognised   track, name, distance, margin, next_name, box, frame, n_embeddings    (margin: distance
+                        to the next name minus distance; null when the gallery has one name).  Published once
+                        the track has ``tracker.min_embeddings`` samples, and again only if the name changes.
+    person.unknown      track, distance (to the nearest name; null for an empty gallery), nearest, box, frame,
+                        n_embeddings
+    person.left         track, name (last decision, null if unknown), frames_seen, duration_s, frame
+    debug.embedding     track, embedding (float32 (128,) array, L2-normalised; binary on the wire), name,
+                        distance, frame, n_embeddings  (only when the host switched debug embeddings on)
 Health:
-    stats               fps, frames, dropped_frames, corrupt_frames, latency_ms {stage: mean ms} for stages
-                        detect, align, embed, match, frame; p95_ms {same}; tracks, embeds_per_frame, uptime_s
+    stats               fps, frames, healthy_frames, failed_frames, dropped_frames, corrupt_frames,
+                        latency_ms {detect, align, embed, match, frame: mean ms per call}, p95_ms {same},
+                        tracks, embeds, embeds_per_frame, frame_budget_ms, uptime_s
     camera.error        reason, detail         (the loop keeps trying)
     camera.ended        frames                 a video file without ``loop`` played to its end; the loop stops
     loop.error          detail                 (a frame raised; it is skipped and the loop goes on)
@@ -74,8 +78,8 @@ def make_event(name: str, /, **payload) -> Event:
 class EventBus:
     """Delivers each published event to every subscriber, in order, on the publishing thread.
 
-    A subscriber that raises is reported on stderr-free terms: it is dropped from nothing and the
-    exception is swallowed, so one broken listener (e.g. a closed serial line) never stops the loop.
+    A subscriber that raises stays subscribed; its exception is counted in ``errors`` and swallowed, so
+    one broken listener (e.g. a closed serial line) never stops the loop.
     """
 
     def __init__(self):
