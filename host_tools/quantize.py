@@ -8,7 +8,7 @@ exact int8 runtime.  torch is imported inside the functions that need it.
 Calibration crops come from CelebA in the LFW128 frame (``celeba/celeba_wild128.zip``, never LFW,
 which is the test set), rendered through ``firmware.align`` exactly as the board renders them:
 the embedding input is the canonical 112x112 frame, the alignment input the 50x50 view of
-canonical [-8, 120)^2, with a small random window jitter (the alignment net sees misplaced windows).
+canonical [-8, 120)^2 of a randomly misplaced window (as the alignment net is trained on).
 """
 from __future__ import annotations
 
@@ -23,8 +23,10 @@ from wearface.kernels import nets, qnet as qn
 from .errors import QuantizeError
 
 CALIBRATION_SOURCE = "wild"
-#: window jitter of the alignment net's calibration crops: shift (canonical px), angle (rad), scale
-ALIGN_JITTER = (6.0, math.radians(12.0), 0.06)
+#: window jitter of the alignment net's calibration crops, uniform within the broad ranges the net is
+#: trained on (``train_align.Perturbation``: shift 0.12 frame widths per axis, 25 degrees, log scale 0.3):
+#: shift (canonical px), angle (rad), log scale
+ALIGN_JITTER = (0.12 * 112, math.radians(25.0), 0.3)
 
 
 @dataclass
@@ -76,7 +78,7 @@ def calibration_images(data_root: str | Path, spec: nets.NetSpec, count: int, se
                 shift, angle, scale = ALIGN_JITTER
                 window = align.window_from_params(
                     (centre + rng.uniform(-shift, shift), centre + rng.uniform(-shift, shift)),
-                    1.0 + rng.uniform(-scale, scale), rng.uniform(-angle, angle))
+                    math.exp(rng.uniform(-scale, scale)), rng.uniform(-angle, angle))
                 images.append(align.alignment_input(frame, window))
             else:
                 images.append(align.embedding_input(frame, align.window_from_params((centre, centre), 1.0)))
