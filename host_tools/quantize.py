@@ -214,29 +214,32 @@ def save_drift_png(rows: list[DriftRow], path: str | Path, title: str) -> None:
 
 # --- LFW accuracy --------------------------------------------------------------------------------
 
-def lfw_float_vs_int8(fnet: FloatNet, qnet: qn.QuantizedNet, data_root: str | Path, pair_stride: int = 1,
+def lfw_float_vs_int8(fnet: FloatNet, qnets, data_root: str | Path, pair_stride: int = 1,
                       progress: bool = False) -> dict:
     """LFW View 2 (10 folds, threshold from the other 9) through the float checkpoint and the int8 runtime.
 
+    ``qnets``: one ``QuantizedNet`` or {label: QuantizedNet} (e.g. one per calibration method).
     ``pair_stride`` > 1 keeps every n-th pair (all folds, both halves) for a quick look.
-    Returns {"float": VerificationResult, "int8": VerificationResult}.
+    Returns {"float": VerificationResult, "int8" (or "int8 <label>"): VerificationResult, ...}.
     """
     import dataclasses
 
     from . import data as D
     from .evaluate import load_checkpoint_model, torch_embedder, verify_pairs
 
+    if isinstance(qnets, qn.QuantizedNet):
+        qnets = {"int8": qnets}
+    else:
+        qnets = {f"int8 {label}": q for label, q in qnets.items()}
     pairs_path, zip_path = _lfw_files(data_root)
     pairs = D.read_pairs(pairs_path)
     if pair_stride > 1:
         pairs = dataclasses.replace(pairs, pairs=pairs.pairs[::pair_stride])
     lfw = D.LfwImages(zip_path)
     model, _ = load_checkpoint_model(fnet.path)
-    results = {}
-    for label, embed in (("float", torch_embedder(model)), ("int8", int8_embedder(qnet))):
-        res = verify_pairs(embed, pairs, lfw.crop112, batch=64, progress=progress)
-        results[label] = res
-    return results
+    embedders = {"float": torch_embedder(model), **{k: int8_embedder(q) for k, q in qnets.items()}}
+    return {label: verify_pairs(embed, pairs, lfw.crop112, batch=64, progress=progress)
+            for label, embed in embedders.items()}
 
 
 def _lfw_files(data_root) -> tuple[Path, Path]:

@@ -76,7 +76,7 @@ def register(sub) -> None:
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("checkpoint")
     p.add_argument("--data", required=True, help="shared data folder (CelebA calibration crops, LFW)")
-    p.add_argument("--method", default="percentile", help="percentile, mse or minmax")
+    p.add_argument("--method", default="percentile", help="percentile, mse or minmax; or a comma list to compare")
     p.add_argument("--calibration", type=int, default=128, help="calibration crops")
     p.add_argument("--drift-images", type=int, default=16, help="held-out crops for the drift report")
     p.add_argument("--out", default="runs/quantize", help="folder for drift.md, drift.png, lfw.json")
@@ -385,39 +385,45 @@ def quantize(args) -> int:
     import json
 
     from wearface.host_tools import quantize as Q
+    from wearface.host_tools.errors import QuantizeError
 
+    methods = [m.strip() for m in args.method.split(",") if m.strip()]
+    if not methods:
+        raise QuantizeError(f"--method {args.method!r}: expected e.g. percentile or percentile,mse,minmax")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     fnet = Q.load_float_net(args.checkpoint)
     images = Q.calibration_images(args.data, fnet.spec, args.calibration, args.seed)
-    qnet = Q.quantize_float_net(fnet, images, args.method)
     held_out = Q.calibration_images(args.data, fnet.spec, args.drift_images, args.seed, offset=args.calibration)
-    rows = Q.layer_drift(fnet, qnet, held_out)
-    table = Q.drift_table(rows)
-    title = (f"{Path(args.checkpoint).name}: net {fnet.spec.name}, {args.method} on {len(images)} crops, "
-             f"{len(held_out)} held-out crops")
-    (out / "drift.md").write_text(f"{title}\n\n{table}\n")
-    Q.save_drift_png(rows, out / "drift.png", title)
-    print(title)
-    print(table)
-    err = Q.output_error(fnet, qnet, held_out)
-    if fnet.spec.output == "regression":
-        parts = ", ".join(f"{m:.5f} (max {x:.5f})" for m, x in zip(err["abs_diff_mean"], err["abs_diff_max"]))
-        line = f"final outputs |float - int8| per component (align: dx, dy in frame widths, angle in rad), mean (max): {parts}"
-    else:
-        line = f"embedding L2 distance float vs int8: mean {err['l2_mean']:.4f}, max {err['l2_max']:.4f}"
-    print(line)
-    with open(out / "drift.md", "a") as fh:
-        fh.write(f"\n{line}\n")
-    print(f"wrote {out / 'drift.md'} and {out / 'drift.png'}")
+    qnets = {}
+    for method in methods:
+        qnet = qnets[method] = Q.quantize_float_net(fnet, images, method)
+        rows = Q.layer_drift(fnet, qnet, held_out)
+        table = Q.drift_table(rows)
+        title = (f"{Path(args.checkpoint).name}: net {fnet.spec.name}, {method} on {len(images)} crops, "
+                 f"{len(held_out)} held-out crops")
+        err = Q.output_error(fnet, qnet, held_out)
+        if fnet.spec.output == "regression":
+            parts = ", ".join(f"{m:.5f} (max {x:.5f})" for m, x in zip(err["abs_diff_mean"], err["abs_diff_max"]))
+            line = (f"final outputs |float - int8| per component (align: dx, dy in frame widths, angle in rad), "
+                    f"mean (max): {parts}")
+        else:
+            line = f"embedding L2 distance float vs int8: mean {err['l2_mean']:.4f}, max {err['l2_max']:.4f}"
+        stem = "drift" if len(methods) == 1 else f"drift_{method}"
+        (out / f"{stem}.md").write_text(f"{title}\n\n{table}\n\n{line}\n")
+        Q.save_drift_png(rows, out / f"{stem}.png", title)
+        print(f"{title}\n{table}\n{line}\nwrote {out / (stem + '.md')} and {out / (stem + '.png')}")
     if args.lfw:
-        res = Q.lfw_float_vs_int8(fnet, qnet, args.data, pair_stride=args.lfw_stride, progress=True)
+        res = Q.lfw_float_vs_int8(fnet, qnets if len(qnets) > 1 else qnets[methods[0]], args.data,
+                                  pair_stride=args.lfw_stride, progress=True)
         summary = {k: {"accuracy_mean": r.mean, "accuracy_std": r.std, "tar_at_far_1e3": r.tar_at_far_1e3,
                        "threshold_mean": float(r.thresholds.mean()), "pairs": int(len(r.dist))}
                    for k, r in res.items()}
-        summary["int8_minus_float_points"] = 100 * (summary["int8"]["accuracy_mean"] - summary["float"]["accuracy_mean"])
-        (out / "lfw.json").write_text(json.dumps(summary, indent=1))
         for k, r in res.items():
-            print(f"LFW View 2 {k}: {r.summary()}")
-        print(f"int8 - float: {summary['int8_minus_float_points']:+.2f} points; wrote {out / 'lfw.json'}")
+            delta = "" if k == "float" else f" ({100 * (r.mean - res['float'].mean):+.2f} points vs float)"
+            print(f"LFW View 2 {k}: {r.summary()}{delta}")
+        summary["checkpoint"] = Path(args.checkpoint).name
+        summary["calibration_images"] = len(images)
+        (out / "lfw.json").write_text(json.dumps(summary, indent=1))
+        print(f"wrote {out / 'lfw.json'}")
     return 0
