@@ -18,3 +18,7 @@ class QuantizationError(KernelError):
 
 class NetSpecError(KernelError):
     """A layer list cannot be built or evaluated (unknown layer, spatial size shrinks to zero...)."""
+
+
+class KernelPathError(KernelError):
+    """A kernels path (``WEARFACE_KERNELS``) is unknown or cannot run on this CPU."""

@@ -2,7 +2,11 @@
 
 Imports numpy and numba only.  Backends (all bit-exact with the reference, tested):
 
-* ``"int"`` (default, fastest here): pure integer, no float anywhere -- im2col into int16
+* ``"tiles"`` (default): the instruction-set path chosen once per process by ``kernels.tiles``
+  (``x86_vnni``: AVX-512 VNNI register tiles; ``arm_dot``: aarch64 ``sdot`` tiles; ``portable``: the
+  ``"int"`` backend below), or the one named by ``path=`` / ``$WEARFACE_KERNELS``.  ``runtime.path``
+  names it (the board's ``info``/``stats`` report it).
+* ``"int"`` (the ``portable`` tile path): pure integer, no float anywhere -- im2col into int16
   buffers, an int16 x int16 -> int32 register-tiled GEMM, requantization with a following max-pool
   applied to the accumulators; each NIN block (KxK conv [+pool] + 1x1 conv) is one Numba call
   (``int_gemm.py``).
@@ -21,13 +25,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import nets, reference, validate
+from . import nets, reference, tiles, validate
 from .errors import KernelError
 from .plans import Plan, build_direct_plan, build_exact_gemm_plan, build_int_plan, fuse_nin_blocks
 from .qnet import QuantizedNet
 
-BACKENDS = ("int", "exact_gemm", "direct", "reference")
-DEFAULT_BACKEND = "int"
+BACKENDS = ("tiles", "int", "exact_gemm", "direct", "reference")
+DEFAULT_BACKEND = "tiles"
 
 
 class Int8Runtime:
@@ -38,9 +42,13 @@ class Int8Runtime:
     then L2-normalised.  Not thread-safe (shared buffers); one runtime per thread.
     """
 
-    def __init__(self, qnet: QuantizedNet, backend: str = DEFAULT_BACKEND):
+    def __init__(self, qnet: QuantizedNet, backend: str = DEFAULT_BACKEND, path: str | None = None):
         if backend not in BACKENDS:
             raise KernelError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
+        if path is not None and backend != "tiles":
+            raise KernelError(f"path={path!r} needs backend 'tiles', found {backend!r}")
+        #: the tile path ("x86_vnni", "arm_dot", "portable") for the tiles backend, else None
+        self.path = (tiles.require(path) if path else tiles.selected_path()) if backend == "tiles" else None
         self.rows = validate.check_qnet(qnet)
         self.qnet = qnet
         self.spec = qnet.spec
@@ -52,7 +60,9 @@ class Int8Runtime:
         """fuse: pools into convs (and NIN blocks); False = one step per layer (the trace)."""
         key = (fuse, fuse and fuse_blocks)
         if key not in self._plans:
-            if self.backend == "exact_gemm":
+            if self.backend == "tiles":
+                plan = tiles.build_plan(self.path, self.qnet, self.rows, fuse, key[1])
+            elif self.backend == "exact_gemm":
                 plan = build_exact_gemm_plan(self.qnet, self.rows, fuse)
             elif self.backend == "int":
                 plan = build_int_plan(self.qnet, self.rows, fuse)
@@ -69,6 +79,9 @@ class Int8Runtime:
     def _load_input(self, image_uint8: np.ndarray, plan: Plan) -> np.ndarray:
         """Check the image and write ``pixel - 128`` into the plan's input buffer (int8 or float32)."""
         validate.check_array(image_uint8, self.spec.input_shape, np.uint8, f"net {self.spec.name} input image")
+        if hasattr(plan, "load_input"):
+            plan.load_input(image_uint8)
+            return plan.input
         np.subtract(image_uint8, nets.INPUT_ZERO_POINT, out=plan.input, casting="unsafe", dtype=np.int16)
         return plan.input
 
@@ -82,7 +95,7 @@ class Int8Runtime:
             return x.copy()
         for _, fn, _ in plan.steps:
             fn()
-        return plan.steps[-1][2].astype(np.int8)
+        return _as_int8(plan, plan.steps[-1][2])
 
     def steps_for(self, image_uint8: np.ndarray, fuse_blocks: bool = True) -> list:
         """Load ``image_uint8`` and return the run's steps [(layer_names, fn)], in order (benchmarks).
@@ -117,8 +130,13 @@ class Int8Runtime:
         outs = []
         for names, fn, buf in plan.steps:
             fn()
-            outs.append((names[-1], buf.astype(np.int8)))
+            outs.append((names[-1], _as_int8(plan, buf)))
         return outs
+
+
+def _as_int8(plan: Plan, out) -> np.ndarray:
+    """A step's output as int8 values (a copy): the tile plans store bytes differently (``to_int8``)."""
+    return plan.to_int8(out) if hasattr(plan, "to_int8") else out.astype(np.int8)
 
 
 def run_int8(qnet: QuantizedNet, image_uint8: np.ndarray, backend: str = DEFAULT_BACKEND) -> np.ndarray:
