@@ -47,3 +47,19 @@ def test_quantize_verb_writes_table_and_png(shared_data, align_checkpoint, tmp_p
     assert code == 0
     assert (tmp_path / "drift.md").is_file() and (tmp_path / "drift.png").is_file()
     assert "cosine mean" in capsys.readouterr().out
+
+
+def test_bundle_build_from_a_checkpoint_records_provenance(shared_data, align_checkpoint, tmp_path, capsys):
+    from wearface.firmware.bundle import read_bundle
+    from wearface.host_tools.keys import DEV_PRIVATE_KEY
+
+    out = tmp_path / "c.wfb"
+    code = cli.main(["bundle", "build", "-o", str(out), "--align", str(align_checkpoint), "--embed", "random",
+                     "--data", str(shared_data), "--calibration", "4", "--golden", "1",
+                     "--key", str(DEV_PRIVATE_KEY)])
+    assert code == 0, capsys.readouterr().err
+    b = read_bundle(out.read_bytes())
+    prov = b.manifest["provenance"]["align"]
+    assert prov["kind"] == "checkpoint" and prov["file"] == "align_random.pt" and len(prov["sha256"]) == 64
+    assert prov["calibration"]["images"] == 4
+    assert any("non-commercial" in t for t in b.manifest["data_terms"])  # calibrated on CelebA
