@@ -28,8 +28,9 @@ def landmark_errors(window, landmarks_frame) -> np.ndarray:
     return np.linalg.norm(pts - geom.LANDMARK_TEMPLATE, axis=1)
 
 
-def lfw_with_detector(model, data_dir, n_images: int, iterations: int, seed: int, roll_deg: float = 0.0) -> dict:
-    """Landmark errors (per method: (n, 5) array) and correction residuals on LFW scenes."""
+def lfw_with_detector(predict, data_dir, n_images: int, iterations: int, seed: int, roll_deg: float = 0.0) -> dict:
+    """Landmark errors (per method: (n, 5) array) and correction residuals on LFW scenes.
+    ``predict``: alignment inputs (N, 50, 50, 3) uint8 -> corrections (N, 3)."""
     items = [it for it in read_index(data_dir, "lfw") if it.landmarks is not None]
     rng = random.Random(seed)
     picks = rng.sample(items, n_images)
@@ -55,7 +56,7 @@ def lfw_with_detector(model, data_dir, n_images: int, iterations: int, seed: int
         errs["oracle similarity"].append(landmark_errors(ideal, lm))
         cur = w
         for i in range(1, iterations + 1):
-            corr = T.predict(model, geom.alignment_input(frame, cur)[None])[0]
+            corr = predict(geom.alignment_input(frame, cur)[None])[0]
             if i == 1:
                 resid_shift.append(geom.FRAME_SIZE * np.linalg.norm(corr[:2] - oracle_corr[:2]))
                 resid_angle.append(math.degrees(abs(corr[2] - oracle_corr[2])))
@@ -79,16 +80,30 @@ def _print_lfw(res: dict) -> None:
           f"angle {a.mean():.2f} deg mean ({np.percentile(a, 90):.2f} p90)")
 
 
-def report(data_dir, checkpoint, n_images: int = 2000, iterations: int = 2, seed: int = 0) -> dict:
-    """Print and return the whole evaluation."""
+def int8_predictor(checkpoint, data_dir, count: int = 128):
+    """The board's path: the checkpoint quantized by ``host_tools.quantize`` (calibrated on
+    ``count`` CelebA alignment inputs) and run by ``kernels.runtime.Int8Runtime``."""
+    from wearface.kernels.runtime import Int8Runtime
+
+    from .quantize import quantize_checkpoint
+
+    qnet, _ = quantize_checkpoint(checkpoint, data_dir, count=count)
+    runtime = Int8Runtime(qnet)
+    return lambda x: np.stack([np.asarray(runtime.run(np.ascontiguousarray(im)), np.float64) for im in x])
+
+
+def report(data_dir, checkpoint, n_images: int = 2000, iterations: int = 2, seed: int = 0, int8: bool = False) -> dict:
+    """Print and return the whole evaluation (float net, or with ``int8`` the board's int8 net on LFW)."""
     import torch
 
     torch.set_num_threads(1)
     model, ckpt = T.load_align_model(checkpoint)
     cfg = ckpt["config"]
+    predict = int8_predictor(checkpoint, data_dir) if int8 else (lambda x: T.predict(model, x))
+    print(f"alignment net: {checkpoint} ({'int8, kernels runtime' if int8 else 'float, torch'})")
     out = {}
     for roll in (0.0, 20.0):
-        res = lfw_with_detector(model, data_dir, n_images, iterations, seed, roll)
+        res = lfw_with_detector(predict, data_dir, n_images, iterations, seed, roll)
         _print_lfw(res)
         out[("lfw", roll)] = res
     _, val = T.load_images(data_dir, tuple(cfg["sources"]), cfg["val_percent"], cfg["max_per_source"], cfg["seed"],
@@ -98,7 +113,7 @@ def report(data_dir, checkpoint, n_images: int = 2000, iterations: int = 2, seed
         held = T.held_out_error(model, val, q, seed=seed + 1, n=4000)
         what = (f"uniform shift +-{q.shift}, angle +-{q.angle_deg} deg, log scale +-{q.log_scale}" if label == "broad" else
                 f"Gaussian shift sd {q.narrow_shift}, angle sd {q.narrow_angle_deg} deg, log scale sd {q.narrow_log_scale}")
-        print(f"held-out CelebA, {label} ({len(val)} images, {held['n']} perturbations: {what}): residual shift "
+        print(f"held-out CelebA, float net, {label} ({len(val)} images, {held['n']} perturbations: {what}): residual shift "
               f"{held['shift_px_mean']:.2f} px mean ({held['shift_px_p90']:.2f} p90), angle {held['angle_deg_mean']:.2f} deg "
               f"mean ({held['angle_deg_p90']:.2f} p90); landmark error {held['landmark_px_before']:.2f} -> "
               f"{held['landmark_px_after']:.2f} px")

@@ -27,6 +27,7 @@ def register(sub) -> None:
     p.add_argument("--images", type=int, default=2000, help="LFW images to use")
     p.add_argument("--iterations", type=int, default=2, help="report after 1..N corrections")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--int8", action="store_true", help="run the net as the board does: quantized, int8 kernels")
     p.set_defaults(func=run_eval)
 
     p = sub.add_parser("measure-detector", help="compare the shipped cascades on LFW scenes and the video; "
@@ -51,7 +52,8 @@ def run_train(args) -> int:
 def run_eval(args) -> int:
     from wearface.host_tools import align_eval
 
-    align_eval.report(args.data, args.checkpoint, n_images=args.images, iterations=args.iterations, seed=args.seed)
+    align_eval.report(args.data, args.checkpoint, n_images=args.images, iterations=args.iterations, seed=args.seed,
+                       int8=args.int8)
     return 0
 
 
