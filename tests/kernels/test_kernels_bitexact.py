@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
 from wearface.kernels import affine as affine_k
 from wearface.kernels import conv as conv_k
-from wearface.kernels import exact_gemm, int_gemm, nets, reference, runtime
+from wearface.kernels import exact_gemm, int_gemm, nets, reference, runtime, tiles
 from wearface.kernels.pool import max_pool
 
 from .qbuild import qaffine, qconv, tiny_conv_net
@@ -100,9 +100,11 @@ def test_k_chunks_cover_and_respect_the_exact_bound():
 
 
 def _check_all_backends(qnet, image):
+    """Every backend and every tile path this CPU has (``tiles.available_paths()``) equals the reference."""
     want = reference.forward_trace(qnet, image)
-    for backend in BACKENDS:
-        rt = runtime.Int8Runtime(qnet, backend)
+    runtimes = [(b, runtime.Int8Runtime(qnet, b)) for b in BACKENDS]
+    runtimes += [(f"tiles:{p}", runtime.Int8Runtime(qnet, "tiles", p)) for p in tiles.available_paths()]
+    for backend, rt in runtimes:
         got = rt.trace(image)
         assert [n for n, _ in got] == [layer.spec.name for layer in qnet.layers]
         for (name, g), w in zip(got, want):
