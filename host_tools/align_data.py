@@ -59,22 +59,38 @@ def read_index(data_dir, source: str) -> list[Item]:
     path = Path(data_dir) / src.index_path
     if not path.is_file():
         raise DataError(f"{path}: index CSV not found (is --data the shared data folder?)")
+    with open(path, newline="", encoding="utf-8", errors="replace") as fh:
+        return parse_index(fh.read(), str(path))
+
+
+def parse_index(text: str, where: str = "index") -> list[Item]:
+    """Rows of an index CSV (``path``, ``identity`` and the 10 landmark columns; others ignored).
+    Landmarks empty in all 10 columns -> None; anything else that is not 10 numbers is a DataError."""
+    import io
+
     items = []
-    with open(path, newline="") as fh:
-        reader = csv.DictReader(fh)
-        missing = [c for c in ("path", "identity", *LANDMARK_COLUMNS) if c not in (reader.fieldnames or [])]
+    try:
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        fields = reader.fieldnames or []
+        missing = [c for c in ("path", "identity", *LANDMARK_COLUMNS) if c not in fields]
         if missing:
-            raise DataError(f"{path}: missing columns {missing}; found {reader.fieldnames}")
+            raise DataError(f"{where}: missing columns {missing}; found {fields}")
         for line, row in enumerate(reader, start=2):
-            values = [row[c] for c in LANDMARK_COLUMNS]
+            values = [row.get(c) for c in LANDMARK_COLUMNS]
+            if row.get("path") in (None, "") or row.get("identity") is None:
+                raise DataError(f"{where}:{line}: row has no path or identity: {row}")
             if all(v == "" for v in values):
                 lm = None
             else:
                 try:
                     lm = np.array([float(v) for v in values], dtype=np.float64).reshape(5, 2)
-                except ValueError:
-                    raise DataError(f"{path}:{line}: landmark columns must be numbers, got {values}") from None
+                except (TypeError, ValueError):
+                    raise DataError(f"{where}:{line}: landmark columns must be 10 numbers, got {values}") from None
+                if not np.all(np.isfinite(lm)):
+                    raise DataError(f"{where}:{line}: landmarks must be finite, got {values}")
             items.append(Item(row["path"], row["identity"], lm))
+    except csv.Error as exc:
+        raise DataError(f"{where}: not a CSV index ({exc})") from None
     return items
 
 
@@ -93,13 +109,18 @@ class ImageZip:
         self.path = Path(data_dir) / self.source.zip_path
         if not self.path.is_file():
             raise DataError(f"{self.path}: zip not found")
-        self._zip = zipfile.ZipFile(self.path)
+        try:
+            self._zip = zipfile.ZipFile(self.path)
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise DataError(f"{self.path}: not a readable zip ({exc})") from None
 
     def read(self, member: str) -> np.ndarray:
         try:
             data = self._zip.read(member)
         except KeyError:
             raise DataError(f"{self.path}: no member {member!r}") from None
+        except (zipfile.BadZipFile, OSError, ValueError) as exc:
+            raise DataError(f"{self.path}: member {member!r} unreadable ({exc})") from None
         img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
         if img is None:
             raise DataError(f"{self.path}: member {member!r} is not a decodable image")

@@ -134,3 +134,18 @@ def test_loads_shared_crops_with_landmarks(shared_data):
     assert face.image.dtype == np.uint8 and face.landmarks.shape == (5, 2)
     x, y = T.make_example(face, np.random.default_rng(0), T.Perturbation())
     assert x.shape == (50, 50, 3) and np.all(np.abs(y[:2]) < 0.3)
+
+
+@pytest.mark.parametrize("narrow_fraction", [0.0, 1.0])
+def test_start_windows_stay_within_the_broad_ranges(narrow_fraction):
+    p = T.Perturbation(narrow_fraction=narrow_fraction)
+    ideal = geom.window_from_params((100, 100), 1.0, 0.0)
+    rng = np.random.default_rng(0)
+    corr = np.array([geom.correction_between(T.random_start(ideal, rng, p), ideal) for _ in range(300)])
+    scales = np.array([geom.window_params(T.random_start(ideal, rng, p))[2] for _ in range(300)])
+    assert np.all(np.abs(np.degrees(corr[:, 2])) <= p.angle_deg + 1e-9)
+    assert np.all(np.abs(np.log(scales)) <= p.log_scale + 1e-9)
+    # the correction's shift is the start's offset seen from the start window: within shift * scale * sqrt(2)
+    assert np.all(np.abs(corr[:, :2]) <= p.shift * math.exp(p.log_scale) * 1.5)
+    spread = np.abs(np.degrees(corr[:, 2])).mean()
+    assert spread < 8 if narrow_fraction else spread > 9
