@@ -15,26 +15,23 @@ import statistics
 import sys
 import tempfile
 import time
-import zlib
 from pathlib import Path
 
 from wearface.firmware import protocol as P
 from wearface.host_tools.bundle_build import build_test_bundle
 from wearface.host_tools.fault_proxy import FaultProxy
+from wearface.host_tools.flash import upload
 from wearface.host_tools.link import Link
 from wearface.host_tools.virtual_board import VirtualBoard
 
 
-def upload_rate(link: Link, data: bytes, chunk_bytes: int, max_bytes: int) -> tuple[int, float]:
-    """Upload the first ``max_bytes`` of ``data`` from offset 0; (bytes, seconds)."""
-    link.request(P.Opcode.FLASH_BEGIN, {"size": len(data), "sha256": hashlib.sha256(data + b"x").digest()})
-    link.request(P.Opcode.FLASH_BEGIN, {"size": len(data), "sha256": hashlib.sha256(data).digest()})
-    offset, t0 = 0, time.perf_counter()
-    while offset < min(len(data), max_bytes):
-        chunk = data[offset:offset + chunk_bytes]
-        offset = link.request(P.Opcode.FLASH_CHUNK, {"offset": offset, "data": chunk, "crc32": zlib.crc32(chunk)},
-                              timeout_s=5.0)["offset"]
-    return offset, time.perf_counter() - t0
+def upload_rate(link: Link, data: bytes, chunk_bytes: int, max_bytes: int, window: int) -> tuple[int, float]:
+    """Upload the first ``max_bytes`` of ``data`` from offset 0 with ``flash.upload``; (bytes, seconds)."""
+    part = data[:max_bytes]  # the board takes it as a whole image of that size (FLASH_END is not sent)
+    link.request(P.Opcode.FLASH_BEGIN, {"size": len(part), "sha256": hashlib.sha256(part + b"x").digest()})
+    t0 = time.perf_counter()
+    upload(link, part, chunk_bytes=chunk_bytes, window=window)
+    return len(part), time.perf_counter() - t0
 
 
 def ping_ms(link: Link, n: int = 50) -> float:
@@ -49,6 +46,7 @@ def ping_ms(link: Link, n: int = 50) -> float:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--chunk-bytes", type=int, nargs="+", default=[1024, 4096, 16384])
+    ap.add_argument("--windows", type=int, nargs="+", default=[1, 2], help="chunks in flight")
     ap.add_argument("--max-bytes-115200", type=int, default=96 * 1024)
     ap.add_argument("--max-bytes-921600", type=int, default=512 * 1024)
     args = ap.parse_args()
@@ -59,24 +57,26 @@ def main() -> int:
         with Link(str(board.port), open_timeout_s=10) as link:
             link.request(P.Opcode.INFO)
             rows.append(("pty (no pacing)", None, "ping", ping_ms(link), None))
-            for chunk in args.chunk_bytes:
-                n, s = upload_rate(link, data, chunk, len(data))
-                rows.append(("pty (no pacing)", None, chunk, n / s, n))
+            for window in args.windows:
+                for chunk in args.chunk_bytes:
+                    n, s = upload_rate(link, data, chunk, len(data), window)
+                    rows.append(("pty (no pacing)", None, (chunk, window), n / s, n))
         for baud, cap in ((115200, args.max_bytes_115200), (921600, args.max_bytes_921600)):
             with FaultProxy(board.port, Path(tmp) / f"paced{baud}", baud=baud) as _proxy, \
                     Link(str(Path(tmp) / f"paced{baud}"), baud=baud, open_timeout_s=10) as link:
                 link.request(P.Opcode.INFO)
                 rows.append((f"proxy 8N1 {baud}", baud, "ping", ping_ms(link, 20), None))
-                for chunk in args.chunk_bytes:
-                    n, s = upload_rate(link, data, chunk, cap)
-                    rows.append((f"proxy 8N1 {baud}", baud, chunk, n / s, n))
-    print(f"{'line':<20} {'chunk B':>8} {'bytes':>8} {'KiB/s':>9} {'of line rate':>12}")
+                for window in args.windows:
+                    for chunk in args.chunk_bytes:
+                        n, s = upload_rate(link, data, chunk, cap, window)
+                        rows.append((f"proxy 8N1 {baud}", baud, (chunk, window), n / s, n))
+    print(f"{'line':<20} {'chunk B':>8} {'window':>6} {'bytes':>8} {'KiB/s':>9} {'of line rate':>12}")
     for line, baud, chunk, value, n in rows:
         if chunk == "ping":
-            print(f"{line:<20} {'PING':>8} {'':>8} {'':>9} {'':>12}  round trip median {value:.2f} ms")
+            print(f"{line:<20} {'PING':>8} {'':>6} {'':>8} {'':>9} {'':>12}  round trip median {value:.2f} ms")
             continue
         eff = f"{100 * value / (baud / 10):.0f} %" if baud else "-"
-        print(f"{line:<20} {chunk:>8} {n:>8} {value / 1024:9.1f} {eff:>12}")
+        print(f"{line:<20} {chunk[0]:>8} {chunk[1]:>6} {n:>8} {value / 1024:9.1f} {eff:>12}")
     return 0
 
 

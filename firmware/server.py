@@ -36,6 +36,7 @@ import logging
 import os
 import queue
 import select
+import termios
 import threading
 import time
 import traceback
@@ -171,7 +172,7 @@ class SerialPort:
             if not first:
                 return b""
             return first + self.ser.read(self.ser.in_waiting or 0)
-        except (self._serial_mod.SerialException, OSError, TypeError, AttributeError):
+        except (self._serial_mod.SerialException, OSError, termios.error, TypeError, AttributeError):
             self._lost()
             return b""
 
@@ -183,7 +184,7 @@ class SerialPort:
             ser.write_timeout = timeout_s
             ser.write(data)
             return True
-        except (self._serial_mod.SerialException, OSError, TypeError, AttributeError):
+        except (self._serial_mod.SerialException, OSError, termios.error, TypeError, AttributeError):
             return False
 
     def close(self) -> None:

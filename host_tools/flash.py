@@ -8,8 +8,9 @@ board).  Steps, each with its own error (exit codes in docs/PROTOCOL.md):
    wrong file never occupies the line — ``BundleError`` (exit 20 + reason).
 2. ``FLASH_BEGIN`` (size, SHA-256 of the whole): the board picks its inactive slot and answers the offset to
    resume from (0, or how far an earlier interrupted upload of the same bytes got).
-3. ``FLASH_CHUNK`` (offset, bytes, crc32 of the chunk) until done.  A damaged frame is resent by the link;
-   a lost line is waited for (``resume_timeout_s``) and the upload resumes at the board's offset.
+3. ``FLASH_CHUNK`` (offset, bytes, crc32 of the chunk) until done, ``window`` chunks in flight while the line
+   is clean (the wire stays busy while the board fsyncs), one at a time with retries after a hiccup.  A damaged
+   frame is resent; a lost line is waited for (``resume_timeout_s``) and the upload resumes at the board's offset.
 4. ``FLASH_END``: the board hashes and verifies the slot itself and marks it pending —
    ``FlashRejectedError`` (15) if it refuses.
 5. ``REBOOT``, then wait for the board to run the trial slot and confirm it (``boot.confirmed``) or roll back
@@ -21,6 +22,7 @@ import hashlib
 import sys
 import time
 import zlib
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -122,9 +124,48 @@ def slot_view(info: dict) -> dict:
                                            "model_version")}
 
 
+def _chunk_payload(data: bytes, offset: int, chunk_bytes: int) -> dict:
+    chunk = data[offset:offset + chunk_bytes]
+    return {"offset": offset, "data": chunk, "crc32": zlib.crc32(chunk)}
+
+
+def _pipelined(link: Link, data: bytes, offset: int, chunk_bytes: int, window: int,
+               progress: ProgressFn | None) -> int:
+    """Keep ``window`` chunks in flight so the wire is busy while the board writes; return the offset reached.
+
+    Stops at the first answer that is missing, damaged or not the expected offset (a lost or damaged chunk makes
+    every later one an offset mismatch); the caller then asks the board where to resume, so nothing is lost
+    but the chunks in flight.
+    """
+    inflight: deque = deque()
+    next_offset = offset
+    try:
+        while offset < len(data):
+            while len(inflight) < window and next_offset < len(data):
+                payload = _chunk_payload(data, next_offset, chunk_bytes)
+                end = next_offset + len(payload["data"])
+                inflight.append((link.send(P.Opcode.FLASH_CHUNK, payload), end))
+                next_offset = end
+            sent, end = inflight.popleft()
+            frame = link.wait_for(sent)
+            if frame is None or frame.status != P.Status.OK or frame.payload.get("offset") != end:
+                return offset
+            offset = end
+            if progress:
+                progress(offset, len(data))
+        return offset
+    finally:
+        for sent, _ in inflight:
+            link.forget(sent)
+
+
 def upload(link: Link, data: bytes, chunk_bytes: int = P.DEFAULT_CHUNK_BYTES, progress: ProgressFn | None = None,
-           resume_timeout_s: float = RESUME_TIMEOUT_S) -> tuple[dict, int, int]:
-    """Steps 2-3: returns (FLASH_BEGIN answer, first resume offset, number of resumes after a cut)."""
+           resume_timeout_s: float = RESUME_TIMEOUT_S, window: int = 1) -> tuple[dict, int, int]:
+    """Steps 2-3: returns (FLASH_BEGIN answer, first resume offset, number of resumes after a cut).
+
+    ``window`` > 1 pipelines that many chunks while the line is clean and falls back to one at a time, with
+    retries, after any hiccup (then tries the window again).
+    """
     sha = hashlib.sha256(data).digest()
     begin = link.request(P.Opcode.FLASH_BEGIN, {"size": len(data), "sha256": sha})
     offset = first = int(begin.get("offset", 0))
@@ -133,10 +174,17 @@ def upload(link: Link, data: bytes, chunk_bytes: int = P.DEFAULT_CHUNK_BYTES, pr
         progress(offset, len(data))
     lost_since: float | None = None
     while offset < len(data):
-        chunk = data[offset:offset + chunk_bytes]
+        if window > 1 and lost_since is None:
+            reached = _pipelined(link, data, offset, chunk_bytes, window, progress)
+            if reached >= len(data):
+                offset = reached
+                break
+            if reached != offset:
+                offset = reached
+                continue  # progress was made: try the window again from the board's view of the offset
+            # no progress in the window: one chunk at a time, with retries, below
         try:
-            frame = link.request_frame(P.Opcode.FLASH_CHUNK, {"offset": offset, "data": chunk,
-                                                              "crc32": zlib.crc32(chunk)})
+            frame = link.request_frame(P.Opcode.FLASH_CHUNK, _chunk_payload(data, offset, chunk_bytes))
         except LinkError:
             # the board is gone (cable, reboot, crash): wait for it, then ask it where to resume
             lost_since = lost_since or time.monotonic()
@@ -198,7 +246,7 @@ def wait_for_verdict(link: Link, slot: str, timeout_s: float = CONFIRM_TIMEOUT_S
 def flash(link: Link, data: bytes, *, name: str = "bundle", trusted_keys: list | None = None,
           chunk_bytes: int = P.DEFAULT_CHUNK_BYTES, progress: ProgressFn | None = None, reboot: bool = True,
           confirm_timeout_s: float = CONFIRM_TIMEOUT_S, resume_timeout_s: float = RESUME_TIMEOUT_S,
-          log: Callable[[str], None] | None = None) -> FlashResult:
+          log: Callable[[str], None] | None = None, window: int = 2) -> FlashResult:
     """The whole procedure (steps 1-5 in the module docstring)."""
     info = link.request(P.Opcode.INFO)
     bundle = verify_locally(data, info, trusted_keys, name)
@@ -206,7 +254,7 @@ def flash(link: Link, data: bytes, *, name: str = "bundle", trusted_keys: list |
         log(f"{name}: {len(data)} bytes, model {bundle.model_version}, signature ok, "
             f"compatible with {info.get('compatible')!r}")
     t0 = time.monotonic()
-    begin, first, resumes = upload(link, data, chunk_bytes, progress, resume_timeout_s)
+    begin, first, resumes = upload(link, data, chunk_bytes, progress, resume_timeout_s, window)
     upload_s = time.monotonic() - t0
     slot = str(begin.get("slot"))
     frame = link.request_frame(P.Opcode.FLASH_END, timeout_s=30.0)

@@ -11,6 +11,7 @@ Must not import torch or OpenCV.
 from __future__ import annotations
 
 import queue
+import termios
 import threading
 import time
 from dataclasses import dataclass
@@ -59,6 +60,18 @@ class _Pending:
         self.done = threading.Event()
         self.frame: P.Frame | None = None
         self.resend = threading.Event()
+
+
+class Sent:
+    """A request written by :meth:`Link.send`, awaiting its answer."""
+
+    __slots__ = ("pending", "attempt_s", "sent_t", "write_failed")
+
+    def __init__(self, pending: _Pending, attempt_s: float):
+        self.pending = pending
+        self.attempt_s = attempt_s
+        self.sent_t = time.monotonic()
+        self.write_failed = False
 
 
 class Link:
@@ -167,8 +180,9 @@ class Link:
                 continue
             try:
                 data = ser.read(max(1, ser.in_waiting))
-            except (serial.SerialException, OSError, TypeError, AttributeError):
-                # TypeError/AttributeError: pyserial racing with close() on a vanished fd
+            except (serial.SerialException, OSError, termios.error, TypeError, AttributeError):
+                # termios.error (tcdrain on a vanished pty) is no OSError; TypeError/AttributeError: pyserial
+                # racing with close() on a vanished fd
                 self._drop_port()
                 if self.on_link and not self._closing.is_set():
                     self._call(self.on_link, False)
@@ -255,13 +269,49 @@ class Link:
                     ser.flush()
                     self.stats.bytes_tx += len(data)
                     return True
-                except (serial.SerialException, OSError, TypeError, AttributeError):
+                except (serial.SerialException, OSError, termios.error, TypeError, AttributeError):
                     self._drop_port()
         return False
 
     def attempt_timeout_s(self, request_bytes: int, response_bytes: int = 256, timeout_s: float | None = None) -> float:
         wire_s = (request_bytes + response_bytes) * 10 / max(self.baud, 1)
         return (self.timeout_s if timeout_s is None else timeout_s) + WIRE_MARGIN * wire_s
+
+    def send(self, opcode: P.Opcode, payload: dict | None = None, timeout_s: float | None = None,
+             response_bytes: int = 256) -> "Sent":
+        """Write one request without waiting (pipelining); ``wait_for`` its answer.  No retries: the caller
+        decides what a lost answer means.  Always ``forget`` it (``wait_for`` does) so its seq is released."""
+        seq = self._next_seq()
+        data = P.encode_frame(P.Kind.REQUEST, seq, opcode, payload)
+        pending = _Pending(seq)
+        with self._pending_lock:
+            self._pending[seq] = pending
+        self.stats.requests += 1
+        attempt_s = self.attempt_timeout_s(len(data), response_bytes, timeout_s)
+        sent = Sent(pending, attempt_s)
+        if not self._write(data, time.monotonic() + attempt_s):
+            sent.write_failed = True
+        return sent
+
+    def wait_for(self, sent: "Sent") -> P.Frame | None:
+        """The answer to a :meth:`send`, or None (timed out, damaged on the way, or never written)."""
+        try:
+            if sent.write_failed:
+                return None
+            deadline = sent.sent_t + sent.attempt_s
+            while time.monotonic() < deadline:
+                if sent.pending.done.wait(timeout=0.02):
+                    return sent.pending.frame
+                if sent.pending.resend.is_set():
+                    return None
+            self.stats.timeouts += 1
+            return None
+        finally:
+            self.forget(sent)
+
+    def forget(self, sent: "Sent") -> None:
+        with self._pending_lock:
+            self._pending.pop(sent.pending.seq, None)
 
     def request_frame(self, opcode: P.Opcode, payload: dict | None = None, timeout_s: float | None = None,
                       retries: int | None = None, response_bytes: int = 256) -> P.Frame:

@@ -19,6 +19,7 @@ def register(sub) -> None:
                    help="trusted public key file/base64 for the local check (default: the keys the board reports)")
     p.add_argument("--chunk-bytes", type=int, default=None,
                    help="bytes per chunk (default 4096 below 460800 baud, else 16384: docs/BENCHMARKS.md)")
+    p.add_argument("--window", type=int, default=2, help="chunks in flight (1 = stop-and-wait)")
     p.add_argument("--timeout-s", type=float, default=3.0, help="per-request timeout before the wire time")
     p.add_argument("--confirm-timeout-s", type=float, default=90.0)
     p.add_argument("--resume-timeout-s", type=float, default=30.0,
@@ -47,7 +48,8 @@ def run(args) -> int:
     with Link(args.port, baud=args.baud, timeout_s=args.timeout_s) as link:
         result = flash(link, data, name=str(path), trusted_keys=keys, chunk_bytes=chunk_bytes,
                        progress=None if args.no_progress else ProgressBar(), reboot=not args.no_reboot,
-                       confirm_timeout_s=args.confirm_timeout_s, resume_timeout_s=args.resume_timeout_s, log=say)
+                       confirm_timeout_s=args.confirm_timeout_s, resume_timeout_s=args.resume_timeout_s, log=say,
+                       window=args.window)
     resumed = f", resumed from byte {result.resumed_from}" if result.resumed_from else ""
     print(f"flashed {path.name} ({result.size_bytes} bytes, sha256 {result.sha256[:16]}...) into slot "
           f"{result.slot} in {result.upload_s:.1f} s ({result.rate_bytes_s / 1024:.1f} KiB/s{resumed})")

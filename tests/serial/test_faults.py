@@ -31,12 +31,13 @@ def fake_board(tmp_path):
         yield board
 
 
-def test_upload_completes_through_drops_duplicates_and_corruption(fake_board, tmp_path):
+@pytest.mark.parametrize("window", [1, 3])
+def test_upload_completes_through_drops_duplicates_and_corruption(fake_board, tmp_path, window):
     # 1 byte in 6 700 damaged: about one 1 KiB chunk in seven needs a resend
     data = bytes(range(256)) * 400
     with FaultProxy(fake_board.port, tmp_path / "noisy", drop_p=5e-5, dup_p=5e-5, corrupt_p=5e-5, seed=1) as proxy:
         with Link(str(tmp_path / "noisy"), timeout_s=0.4, retries=10) as link:
-            upload(link, data, chunk_bytes=1024)
+            upload(link, data, chunk_bytes=1024, window=window)
             end = link.request(P.Opcode.FLASH_END)  # the fake board checks the SHA-256 of what it got
     assert end["pending"] is True
     assert proxy.counters["dropped"] and proxy.counters["corrupted"] and proxy.counters["duplicated"]
