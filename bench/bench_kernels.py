@@ -1,17 +1,20 @@
-"""Kernels benchmark (not a test): our int8 runtime vs ONNX Runtime int8 and PyTorch fp32, one thread.
+"""Kernels benchmark (not a test): our int8 runtime's tile paths vs ONNX Runtime int8, LiteRT int8, PyTorch fp32.
 
-    python3 bench/bench_kernels.py [--runs 200] [--warmup 20]
+    python3 bench/bench_kernels.py [--runs 200] [--warmup 20] [--nets A,B,align]
 
 Single image, one thread everywhere (NUMBA_NUM_THREADS=1, OPENBLAS_NUM_THREADS=1, ORT
 intra_op_num_threads=1, torch.set_num_threads(1)).  All engines run the same float weights
 (He-initialised at random: speed does not depend on the values): ours quantized by
-``kernels.ptq.quantize_net``; two of our backends (``int``: pure integer, the default;
-``exact_gemm``: float32 BLAS on exact integers); ONNX Runtime's int8 model is the torch module (built by
+``kernels.ptq.quantize_net``, run on every tile path this CPU has (``kernels.tiles.available_paths()``:
+``x86_vnni``, ``arm_dot``, ``portable`` = the ``int`` backend) and on the ``exact_gemm`` backend (float32
+BLAS on exact integers); ONNX Runtime's int8 model is the torch module (built by
 ``host_tools.torch_nets`` from the same ``nets.py`` lists) exported to ONNX and quantized by
 ``onnxruntime.quantization.quantize_static`` (QDQ, per-channel int8 weights, int8 activations),
 calibrated on the same images.  The engines are timed interleaved, one call each per round, so that
 load from other processes hits them alike; the table gives medians over ``--runs`` rounds after
-``--warmup`` rounds.  Then a per-step table of our model A (median of separate timings of each step).
+``--warmup`` rounds.  Then a per-step table of model A for each path (median of separate timings of
+each step), and the wall time of a fresh process that loads model A and embeds one image, with Numba's
+cache warm (the first start below fills it).
 """
 from __future__ import annotations
 
@@ -30,7 +33,7 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from wearface.kernels import float_ref, nets, ptq, runtime  # noqa: E402
+from wearface.kernels import float_ref, nets, ptq, runtime, tiles  # noqa: E402
 
 CALIBRATION_IMAGES = 16
 
@@ -114,7 +117,8 @@ def time_interleaved(engines: dict, runs: int, warmup: int) -> dict:
 
 
 def per_step_table(rt, image, runs: int) -> list:
-    """[(step name, MACs, median ms, gather ms, gemm ms, requant ms)] for each fused step of ``rt``."""
+    """[(step name, MACs, median ms, gather ms, gemm ms, requant ms)] for each fused step of ``rt``
+    (the parts only where the step has them: the portable path's im2col / GEMM / requantization)."""
     macs = {r.layer.name: r.macs for r in nets.iter_counts(rt.spec)}
     rows = []
     for names, fn in rt.steps_for(image, fuse_blocks=False):
@@ -136,27 +140,72 @@ def per_step_table(rt, image, runs: int) -> list:
     return rows
 
 
+START_SNIPPET = """
+import time, numpy as np
+t0 = time.perf_counter()
+from wearface.kernels import nets, ptq
+from wearface.kernels.runtime import Int8Runtime
+rt = Int8Runtime(ptq.random_quantized_net(nets.MODEL_A, 5))
+rt.run(np.zeros(nets.MODEL_A.input_shape, np.uint8))
+print(rt.path, time.perf_counter() - t0)
+"""
+
+
+def process_start_s(path: str, runs: int = 5) -> tuple[float, float]:
+    """(median wall s of a fresh process to load model A and embed one image, of which import + run) with
+    Numba's cache warm; one unmeasured start first fills the cache."""
+    env = dict(os.environ, WEARFACE_KERNELS=path)
+    walls, inner = [], []
+    for r in range(runs + 1):
+        t0 = time.perf_counter()
+        out = subprocess.run([sys.executable, "-c", START_SNIPPET], env=env, capture_output=True, text=True,
+                             check=True).stdout.split()
+        if r:
+            walls.append(time.perf_counter() - t0)
+            inner.append(float(out[-1]))
+    return float(np.median(walls)), float(np.median(inner))
+
+
+def print_steps(rows: list, title: str) -> None:
+    total = sum(r[2] for r in rows)
+    print(f"\n{title}")
+    print("| step | MMACs | ms | share | im2col ms | GEMM ms | requant(+pool) ms | GMAC/s |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for name, macs, ms, g, m, f in rows:
+        rate = f"{macs / ms / 1e6:.0f}" if macs and ms > 0 else ""
+        parts = " | ".join("" if np.isnan(v) else f"{v:.3f}" for v in (g, m, f))
+        print(f"| {name} | {macs / 1e6:.2f} | {ms:.3f} | {100 * ms / total:.0f}% | {parts} | {rate} |")
+    print(f"| sum of steps | {sum(r[1] for r in rows) / 1e6:.1f} | {total:.3f} | | | | | "
+          f"{sum(r[1] for r in rows) / total / 1e6:.0f} |")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--runs", type=int, default=200, help="timed rounds (median; >= 50)")
     ap.add_argument("--warmup", type=int, default=20)
+    ap.add_argument("--nets", default="A,B,align", help="comma-separated nets (nets.get_net names)")
+    ap.add_argument("--no-start", action="store_true", help="skip the process-start timing")
     args = ap.parse_args(argv)
+    paths = tiles.available_paths()
     import onnxruntime
     import torch
 
     torch.set_num_threads(1)
     print(f"CPU: {cpu_model()}; python {platform.python_version()}, numpy {np.__version__}, "
           f"numba {__import__('numba').__version__}, onnxruntime {onnxruntime.__version__}, torch {torch.__version__}")
-    print(f"one thread, single image, median of {args.runs} interleaved rounds after {args.warmup} warm-up rounds\n")
+    print(f"one thread, single image, median of {args.runs} interleaved rounds after {args.warmup} warm-up rounds")
+    print(f"tile paths on this CPU: {', '.join(paths)} (selected: {tiles.selected_path()}); "
+          f"load average {os.getloadavg()[0]:.1f}\n")
 
     engines, agreement, ours_rt = {}, {}, {}
     with tempfile.TemporaryDirectory() as tmp:
-        for spec in (nets.MODEL_A, nets.ALIGN_NET):
+        for spec in [nets.get_net(n) for n in args.nets.split(",")]:
             weights = ptq.random_float_weights(spec, seed=1)
             images = ptq.random_images(spec.input_shape, CALIBRATION_IMAGES, seed=2)
             image = images[0]
             qnet = ptq.quantize_net(spec, weights, images, method="percentile")
-            rt = runtime.Int8Runtime(qnet, "int")
+            path_rts = {p: runtime.Int8Runtime(qnet, "tiles", p) for p in paths}
+            rt = path_rts[paths[0]]
             rt_gemm = runtime.Int8Runtime(qnet, "exact_gemm")
             module = torch_module(spec, weights)
             sess = ort_int8_session(spec, module, images, Path(tmp))
@@ -169,7 +218,8 @@ def main(argv=None) -> int:
                 with torch.inference_mode():
                     return module(x)
 
-            engines[(spec.name, "ours int8 (int, default)")] = lambda rt=rt, im=image: rt.run(im)
+            for p, r in path_rts.items():
+                engines[(spec.name, f"ours int8 ({p})")] = lambda rt=r, im=image: rt.run(im)
             engines[(spec.name, "ours int8 (exact_gemm)")] = lambda rt=rt_gemm, im=image: rt.run(im)
             engines[(spec.name, "ONNX Runtime int8 QDQ")] = lambda s=sess, x=x_nchw: s.run(None, {"x": x})
             engines[(spec.name, "PyTorch fp32")] = torch_run
@@ -182,7 +232,7 @@ def main(argv=None) -> int:
                         engines[(spec.name, label)] = lambda i=interp, im=image: tfl.run_interpreter(i, im)
             except ImportError:
                 pass
-            ours_rt[spec.name] = (rt, image)
+            ours_rt[spec.name] = (path_rts, image)
             ref = float_ref.forward(spec, weights, image)
             ort_out = sess.run(None, {"x": x_nchw})[0][0]
             cos = lambda a, b: float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b)))  # noqa: E731
@@ -194,23 +244,28 @@ def main(argv=None) -> int:
     print(f"|---|---|---:|---:|")
     for (net, engine), ms in medians.items():
         ort_ms = medians[(net, "ONNX Runtime int8 QDQ")]
-        ratio = f"{ms / ort_ms:.2f}x" if engine.startswith("ours") else ""
+        ratio = f"{ms / ort_ms:.2f}x" if engine.startswith("ours") or engine.startswith("LiteRT") else ""
         print(f"| {net} | {engine} | {ms:.3f} | {ratio} |")
     print("\ncosine to our float reference (ours int8, ORT int8, torch fp32):")
     for net, (a, b, c) in agreement.items():
         print(f"  {net}: {a:.4f} {b:.4f} {c:.4f}")
 
-    rt, image = ours_rt["A"]
-    rows = per_step_table(rt, image, max(50, args.runs // 2))
-    total = sum(r[2] for r in rows)
-    print(f"\nour model A, int backend, per layer (pools fused into their conv; median of {max(50, args.runs // 2)} runs each):")
-    print("| step | MMACs | ms | share | im2col ms | GEMM ms | requant(+pool) ms | GMAC/s |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
-    for name, macs, ms, g, m, f in rows:
-        rate = f"{macs / ms / 1e6:.0f}" if macs and ms > 0 else ""
-        parts = " | ".join("" if np.isnan(v) else f"{v:.3f}" for v in (g, m, f))
-        print(f"| {name} | {macs / 1e6:.2f} | {ms:.3f} | {100 * ms / total:.0f}% | {parts} | {rate} |")
-    print(f"| sum of steps | {sum(r[1] for r in rows) / 1e6:.1f} | {total:.3f} | | | | | |")
+    for net in ours_rt:
+        if net not in ("A", "B"):
+            continue
+        path_rts, image = ours_rt[net]
+        for p, rt in path_rts.items():
+            n = max(50, args.runs // 2)
+            print_steps(per_step_table(rt, image, n),
+                        f"model {net}, path {p}, per layer (pools fused into their conv; the first step also loads "
+                        f"the image; median of {n} runs each):")
+    if not args.no_start:
+        print("\nprocess start with a warm Numba cache (load model A + embed one image; median of 5 starts):")
+        print("| path | wall s (python start + imports + load + run) | of which imports + load + first run s |")
+        print("|---|---:|---:|")
+        for p in paths:
+            wall, inner = process_start_s(p)
+            print(f"| {p} | {wall:.2f} | {inner:.2f} |")
     return 0
 
 
