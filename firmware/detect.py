@@ -42,7 +42,8 @@ BOX_TO_FRAME_WIDTH = 1.2046
 class DetectorSettings:
     """Cascade detector settings.
 
-    ``cascade``: file name in ``cv2.data.haarcascades`` or a path to a cascade XML.
+    ``cascade``: a file name looked up in ``cascade_dirs()`` (``cv2.data.haarcascades`` first) or
+    a path to a cascade XML.
     ``scale_factor``: image pyramid step (>1; 1.1 = 10% per level; larger is faster, misses more).
     ``min_neighbors``: overlapping raw hits needed to keep a box (higher = fewer false faces).
     ``min_size_px``: smallest face box side, in *frame* pixels (before ``downscale``).
@@ -113,10 +114,29 @@ def face_window(box, dx: float = None, dy: float = None, width: float = None) ->
     return window_from_params((cx, cy), width * w / FRAME_SIZE, 0.0)
 
 
+#: Where cascades are looked for by file name: the pip wheels' ``cv2.data.haarcascades``, then the
+#: folders of distribution packages (Debian/Ubuntu ``opencv-data``), whose cv2 has no ``cv2.data``.
+SYSTEM_CASCADE_DIRS = ("/usr/share/opencv4/haarcascades", "/usr/share/opencv/haarcascades",
+                       "/usr/local/share/opencv4/haarcascades")
+
+
+def cascade_dirs() -> list[str]:
+    """Folders searched for a cascade given by file name, in order."""
+    dirs = []
+    data = getattr(cv2, "data", None)
+    if data is not None and getattr(data, "haarcascades", None):
+        dirs.append(data.haarcascades)
+    return dirs + list(SYSTEM_CASCADE_DIRS)
+
+
 def _cascade_path(name: str) -> str:
     if os.path.sep in name or os.path.isfile(name):
         return name
-    return os.path.join(cv2.data.haarcascades, name)
+    for folder in cascade_dirs():
+        path = os.path.join(folder, name)
+        if os.path.isfile(path):
+            return path
+    return os.path.join(cascade_dirs()[0], name)
 
 
 def to_grey(frame) -> np.ndarray:
@@ -153,7 +173,7 @@ class FaceDetector:
         self.settings = settings.validated()
         path = _cascade_path(self.settings.cascade)
         if not os.path.isfile(path):
-            raise DetectError(f"cascade {self.settings.cascade!r} not found (looked at {path})")
+            raise DetectError(f"cascade {self.settings.cascade!r} not found (looked in {cascade_dirs()})")
         try:
             self._cascade = cv2.CascadeClassifier(path)
         except (cv2.error, SystemError) as exc:  # OpenCV raises on a malformed XML

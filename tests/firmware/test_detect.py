@@ -164,3 +164,14 @@ def test_lfw_faces_land_near_the_landmark_template(shared_data):
         pts = align.unmap_points(detect.face_window(boxes[0]), it.landmarks + [100, 90])
         errors.append(np.linalg.norm(pts - align.LANDMARK_TEMPLATE, axis=1).mean())
     assert np.median(errors) < 4, errors  # 2.7 px measured with the committed constants
+
+
+def test_cascades_are_found_without_cv2_data(monkeypatch, tmp_path):
+    """A distribution OpenCV has no cv2.data: the cascade is looked up in the system folders."""
+    import shutil
+
+    shutil.copy(detect._cascade_path(detect.DetectorSettings().cascade), tmp_path / "haarcascade_frontalface_default.xml")
+    monkeypatch.delattr(cv2, "data", raising=False)
+    monkeypatch.setattr(detect, "SYSTEM_CASCADE_DIRS", (str(tmp_path / "missing"), str(tmp_path)))
+    assert detect.cascade_dirs() == [str(tmp_path / "missing"), str(tmp_path)]
+    assert detect.FaceDetector().detect(np.zeros((64, 64, 3), np.uint8)) == []
