@@ -222,6 +222,8 @@ def run_demo(video: str | None = None, enroll: list[tuple[str, str]] | None = No
         while not timeline.started and time.monotonic() < booted_by:
             mon.watch(0.1)  # events of the previous pass still in flight stay quiet
         mon.quiet = False
+        if recorder is not None:
+            recorder.clear()  # the recording is the pass, not the flash and enrolment before it
         deadline = time.monotonic() + (max_wait_s or max(30.0, 6.0 * n_frames / fps + 20.0))
         while time.monotonic() < deadline and timeline.max_frame < n_frames - 1:
             mon.watch(0.25)

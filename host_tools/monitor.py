@@ -125,6 +125,11 @@ class Recorder:
         self.threshold = float("nan")
         self.lock = threading.Lock()
 
+    def clear(self) -> None:
+        """Forget everything recorded so far (keeps θ)."""
+        with self.lock:
+            self.rows.clear(), self.stats.clear(), self.decisions.clear()
+
     def on_event(self, ev: dict) -> None:
         name = ev.get("event")
         with self.lock:

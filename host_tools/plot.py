@@ -64,6 +64,8 @@ def plot_recording(path: str | Path, out_png: str | Path) -> Path:
     theta = float(rec["threshold"])
     if np.isfinite(theta):
         ax.axhline(theta, color="k", ls="--", lw=1, label=f"θ = {theta:.3f}")
+        finite = rec["distance"][np.isfinite(rec["distance"])]
+        ax.set_ylim(0.0, 1.1 * max(theta, float(finite.max()) if len(finite) else theta))
     ax.set_xlabel("time (s)")
     ax.set_ylabel("distance to nearest enrolled person")
     ax.set_title("distance to gallery over time")
