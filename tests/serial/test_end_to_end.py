@@ -114,3 +114,19 @@ def test_monitor_reconnects_when_the_board_is_killed_and_restarted(board, bundle
     assert any(e.get("event") == "stats" for e in seen[n_before:]), out.getvalue()
     text = out.getvalue()
     assert "link.lost" in text and "link.up" in text
+
+
+def test_board_killed_mid_flash_restarts_and_the_upload_resumes(board, bundles):
+    killed = []
+
+    def kill_halfway(done, total):
+        if done > total // 2 and not killed:
+            killed.append(done)
+            board.kill()  # power cut: the supervisor boots the firmware again on a fresh pty
+    with Link(str(board.port), timeout_s=0.5, retries=2, open_timeout_s=10) as link:
+        result = flash(link, bundles[0], progress=kill_halfway)
+        assert link.stats.reconnects >= 1
+        sent_bytes = link.stats.bytes_tx
+    assert board.boots >= 2 and result.confirmed
+    # the restarted board kept its fsynced offset: the upload went on from there instead of starting over
+    assert sent_bytes < 1.3 * len(bundles[0])
