@@ -28,6 +28,7 @@ from numba.extending import intrinsic
 
 from ..quant import mbqm
 from . import program
+from .common import pool_op
 
 N_BLOCK = 32
 ACT_OFFSET = 128
@@ -150,29 +151,6 @@ def _conv(op, act, wts, prm, tile):
 
 
 @njit(cache=True)
-def _pool(op, act):
-    """A standalone max-pool op on stored bytes (uint8 q + 128 keeps the order of q)."""
-    in_off, row, cp, in_pad, h, w, size, stride = op[1], op[2], op[3], op[4], op[5], op[6], op[7], op[8]
-    ph_n, pw_n, out_off, out_row, out_cp, out_pad, c_n = op[10], op[11], op[12], op[13], op[14], op[15], op[16]
-    for i in range(ph_n):
-        r0 = i * stride
-        r1 = min(r0 + size, h)
-        for j in range(pw_n):
-            c0 = j * stride
-            c1 = min(c0 + size, w)
-            dst = out_off + (i + out_pad) * out_row + (j + out_pad) * out_cp
-            d = act[dst : dst + c_n]
-            src = in_off + (r0 + in_pad) * row + (c0 + in_pad) * cp
-            d[:] = act[src : src + c_n]
-            for r in range(r0, r1):
-                for s in range(c0, c1):
-                    src = in_off + (r + in_pad) * row + (s + in_pad) * cp
-                    x = act[src : src + c_n]
-                    for c in range(c_n):
-                        d[c] = max(d[c], x[c])
-
-
-@njit(cache=True)
 def _load(op, image, act):
     """The image's uint8 pixels are already ``q + 128`` (q = pixel - 128): copy into the input tensor."""
     h_n, w_n, c_n = op[1], op[2], op[3]
@@ -194,7 +172,7 @@ def run_ops(ops, start, stop, image, act, wts, prm, tile):
         if kind == program.CONV:
             _conv(op, act, wts, prm, tile)
         elif kind == program.POOL:
-            _pool(op, act)
+            pool_op(op, act)
         else:
             _load(op, image, act)
 
