@@ -26,7 +26,21 @@ def embeddings_int8(qnet, crops_uint8: np.ndarray, backends) -> dict:
     return out
 
 
-def cross_isa(bundle_path: str, board_path: str, crops_path: str, out_path: str) -> dict:
+def alignment_crops(frames_path: str) -> np.ndarray:
+    """(N, 112, 112, 3) uint8 embedding inputs cut by the firmware's alignment from fixed frames and windows:
+    faces smaller and larger than the crop (the larger ones take the INTER_AREA pre-shrink)."""
+    from wearface.firmware import align as geo
+
+    frames = np.load(frames_path)
+    crops = []
+    for frame in frames:
+        for scale, angle in ((0.8, 0.0), (1.7, 0.2), (2.9, -0.35)):
+            window = geo.window_from_params((frame.shape[1] / 2 + 3.3, frame.shape[0] / 2 - 1.7), scale, angle)
+            crops.append(geo.embedding_input(frame, window))
+    return np.stack(crops)
+
+
+def cross_isa(bundle_path: str, board_path: str, crops_path: str, frames_path: str, out_path: str) -> dict:
     """Verify the bundle as the board does (signature, compatible, golden self-test), then embed the crops."""
     from wearface.firmware.board import load_board
     from wearface.firmware.bundle import verify_bundle
@@ -38,7 +52,7 @@ def cross_isa(bundle_path: str, board_path: str, crops_path: str, out_path: str)
     self_test_s = time.perf_counter() - start
     start = time.perf_counter()
     embeddings = embeddings_int8(bundle.embed_net, np.load(crops_path), BACKENDS)
-    np.savez(out_path, **embeddings)
+    np.savez(out_path, alignment_crops=alignment_crops(frames_path), **embeddings)
     return {"self_test_s": round(self_test_s, 2), "embed_s": round(time.perf_counter() - start, 2),
             "backends": list(embeddings), "embedding_space": bundle.embedding_space}
 

@@ -1,5 +1,6 @@
 """Cross-ISA identity: a bundle built on x86 passes its golden self-test on arm64, and the int8 embeddings of
-a fixed set of face crops are byte-identical on x86 and on each emulated CPU, for every runtime backend."""
+a fixed set of face crops are byte-identical on x86 and on each emulated CPU, for every runtime backend.
+Also: the firmware's alignment crops, compared the same way (a known difference, see below)."""
 from __future__ import annotations
 
 import json
@@ -8,12 +9,13 @@ import zipfile
 import numpy as np
 import pytest
 
+from wearface.firmware import scene
 from wearface.host_tools import bundle_build
 from wearface.kernels import nets
 from wearface.kernels.runtime import BACKENDS
 
 from . import board_side
-from .conftest import REPO
+from .conftest import REPO, describe_failure
 
 #: one board per emulated CPU (the bundle's compatible list covers both families)
 BOARD_FOR_CPU = {"cortex-a53": REPO / "boards" / "rpi-zero2w.toml", "cortex-a76": REPO / "boards" / "a55-dotprod.toml"}
@@ -39,22 +41,39 @@ def face_crops(shared_data_dir) -> np.ndarray:
     return np.stack(crops)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def x86_side(tmp_path_factory):
-    """The bundle and crops written for the board, and the x86 embeddings of those crops."""
+    """Inputs written for the boards, the x86 results on them, and the arm64 results of both CPUs."""
     from tests.conftest import SHARED_DATA
+    from wearface.firmware.bundle import read_bundle
 
     folder = tmp_path_factory.mktemp("cross_isa")
     data = bundle_build.build_test_bundle(seed=3)
-    bundle_path = folder / "test.wfb"
-    bundle_path.write_bytes(data)
+    (folder / "test.wfb").write_bytes(data)
     crops = face_crops(SHARED_DATA if SHARED_DATA.is_dir() else None)
     np.save(folder / "crops.npy", crops)
-    from wearface.firmware.bundle import read_bundle
+    actors = scene.portrait_scene(640, 480, 40)
+    frames = np.stack([scene.render(actors, i, 40)[0] for i in (15, 25)])
+    np.save(folder / "frames.npy", frames)
+    return {"folder": folder, "crops": crops,
+            "x86": board_side.embeddings_int8(read_bundle(data).embed_net, crops, BACKENDS),
+            "x86_alignment_crops": board_side.alignment_crops(str(folder / "frames.npy"))}
 
-    embed = read_bundle(data).embed_net
-    return {"folder": folder, "bundle": bundle_path, "crops": crops,
-            "x86": board_side.embeddings_int8(embed, crops, BACKENDS)}
+
+@pytest.fixture(scope="module")
+def arm64_side(all_cpus, x86_side) -> dict:
+    """{cpu: npz of the board-side results}: both CPUs at once, each verifying the bundle as its board does."""
+    folder = x86_side["folder"]
+    results = all_cpus.run(lambda cpu: [REPO / "tests" / "arm64" / "board_side.py", "cross-isa", folder / "test.wfb",
+                                        BOARD_FOR_CPU[cpu], folder / "crops.npy", folder / "frames.npy",
+                                        folder / f"arm64-{cpu}.npz"], timeout_s=900)
+    out = {}
+    for cpu, done in results.items():
+        assert done.returncode == 0, describe_failure(cpu, done)  # includes the golden self-test at verify
+        report = json.loads(done.stdout.strip().splitlines()[-1])
+        assert report["machine"] == "aarch64" and report["qemu_cpu"] == cpu, report
+        out[cpu] = np.load(folder / f"arm64-{cpu}.npz")
+    return out
 
 
 def test_x86_backends_agree_with_each_other(x86_side):
@@ -64,18 +83,25 @@ def test_x86_backends_agree_with_each_other(x86_side):
 
 
 @pytest.mark.slow
-def test_x86_bundle_self_tests_and_embeds_identically_on_arm64(emulated, x86_side):
-    out = x86_side["folder"] / f"arm64-{emulated.qemu_cpu}.npz"
-    run = emulated.run([str(REPO / "tests" / "arm64" / "board_side.py"), "cross-isa", str(x86_side["bundle"]),
-                        str(BOARD_FOR_CPU[emulated.qemu_cpu]), str(x86_side["folder"] / "crops.npy"), str(out)],
-                       timeout_s=600)
-    report = json.loads(run.stdout.strip().splitlines()[-1])
-    assert report["machine"] == "aarch64"
-    arm = np.load(out)
-    assert sorted(arm.files) == sorted(BACKENDS)
-    for backend in BACKENDS:
-        x86 = x86_side["x86"][backend]
-        assert arm[backend].dtype == np.int8 and arm[backend].shape == x86.shape
-        assert arm[backend].tobytes() == x86.tobytes(), (
-            f"{emulated.qemu_cpu} backend {backend}: int8 embeddings differ from x86 in "
-            f"{int(np.sum(arm[backend] != x86))} of {x86.size} values")
+def test_x86_bundle_self_tests_and_embeds_identically_on_arm64(x86_side, arm64_side):
+    for cpu, arm in arm64_side.items():
+        for backend in BACKENDS:
+            x86 = x86_side["x86"][backend]
+            assert arm[backend].dtype == np.int8 and arm[backend].shape == x86.shape, (cpu, backend)
+            assert arm[backend].tobytes() == x86.tobytes(), (
+                f"{cpu} backend {backend}: int8 embeddings differ from x86 in "
+                f"{int(np.sum(arm[backend] != x86))} of {x86.size} values")
+
+
+@pytest.mark.xfail(strict=False, raises=AssertionError, reason=(
+    "firmware/align.py pre-shrinks faces larger than the crop with cv2.resize(INTER_AREA), whose float "
+    "arithmetic differs between OpenCV's x86 and aarch64 builds (measured: a few pixels differ by 1); an "
+    "integer shrink (e.g. pyrDown, or integer-factor INTER_AREA) would make the crops identical"))
+def test_alignment_crops_are_identical_on_arm64(x86_side, arm64_side):
+    x86 = x86_side["x86_alignment_crops"]
+    for cpu, arm in arm64_side.items():
+        got = arm["alignment_crops"]
+        assert got.shape == x86.shape
+        differing = [i for i in range(len(x86)) if not np.array_equal(got[i], x86[i])]
+        assert not differing, (f"{cpu}: alignment crops {differing} of {len(x86)} differ from x86 "
+                               f"(max |diff| {int(np.max(np.abs(got.astype(int) - x86.astype(int))))})")
