@@ -155,11 +155,18 @@ def _load(op, image, act):
     h_n, w_n, c_n = op[1], op[2], op[3]
     out_off, out_row, out_cp, out_pad = op[12], op[13], op[14], op[15]
     for h in range(h_n):
-        for w in range(w_n):
-            d = act[out_off + (h + out_pad) * out_row + (w + out_pad) * out_cp :]
-            s = image[(h * w_n + w) * c_n :]
-            for c in range(c_n):
-                d[c] = np.int8(np.int32(s[c]) - np.int32(128))
+        at = out_off + (h + out_pad) * out_row + out_pad * out_cp
+        d = act[at : at + w_n * out_cp]
+        s = image[h * w_n * c_n : (h + 1) * w_n * c_n]
+        if c_n == 3 and out_cp == 4:  # RGB: one 4-byte group per pixel (the 4th byte's weights are 0)
+            for w in range(w_n):
+                d[4 * w] = np.int8(np.int32(s[3 * w]) - np.int32(128))
+                d[4 * w + 1] = np.int8(np.int32(s[3 * w + 1]) - np.int32(128))
+                d[4 * w + 2] = np.int8(np.int32(s[3 * w + 2]) - np.int32(128))
+        else:
+            for w in range(w_n):
+                for c in range(c_n):
+                    d[w * out_cp + c] = np.int8(np.int32(s[w * c_n + c]) - np.int32(128))
 
 
 @njit(cache=True)
