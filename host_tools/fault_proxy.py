@@ -186,6 +186,10 @@ class FaultProxy:
     def unplug(self) -> None:
         """The host's side vanishes (its pty is closed: the host's reads fail as with a pulled USB cable)."""
         self._cut.set()
+        try:
+            self.link_path.unlink()  # as a vanished USB device: no name until it is plugged in again
+        except FileNotFoundError:
+            pass
         self._host.close()
         self.counters["cuts"] += 1
 

@@ -115,6 +115,12 @@ class VirtualBoard:
             self._booted.set()
             code = self.proc.wait()
             self.exit_codes.append(code)
+            # the pty is gone; its /dev/pts number may be reused by any other program's pty at once, so the
+            # stable name must not point there until the next boot repoints it
+            try:
+                self.port.unlink()
+            except FileNotFoundError:
+                pass
             if self._stop.is_set() or not self.restart:
                 break
             time.sleep(RESTART_DELAY_S)
