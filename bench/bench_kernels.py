@@ -240,7 +240,7 @@ def main(argv=None) -> int:
 
         medians = time_interleaved(engines, args.runs, args.warmup)
 
-    print(f"| net | engine | ms | ours / ORT int8 |")
+    print(f"| net | engine | ms | time / ORT int8 |")
     print(f"|---|---|---:|---:|")
     for (net, engine), ms in medians.items():
         ort_ms = medians[(net, "ONNX Runtime int8 QDQ")]
