@@ -39,23 +39,25 @@ def test_portable_is_always_available_and_last():
     assert tiles.selected_path() in PATHS
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     h=st.integers(1, 11), w=st.integers(1, 11), cin=st.integers(1, 70), cout=st.integers(1, 70),
     kernel=st.sampled_from([1, 2, 3, 5]), stride=st.integers(1, 3), padding=st.integers(0, 3),
     relu=st.booleans(), zp_mid=st.integers(-128, 127), zp_out=st.integers(-128, 127),
     log_mult=st.floats(-7.0, 1.0), pool=st.sampled_from([None, False, True]),
-    cccp=st.sampled_from([None, 3, 33]), affine=st.sampled_from([None, 2, 37]), seed=st.integers(0, 2**32 - 1),
+    pool_window=st.sampled_from([(2, 2), (2, 2), (3, 2), (2, 1)]), cccp=st.sampled_from([None, 3, 33]), affine=st.sampled_from([None, 2, 37]), seed=st.integers(0, 2**32 - 1),
 )
 def test_every_path_equals_reference_on_drawn_shapes(h, w, cin, cout, kernel, stride, padding, relu, zp_mid,
-                                                     zp_out, log_mult, pool, cccp, affine, seed):
+                                                     zp_out, log_mult, pool, pool_window, cccp, affine, seed):
     assume(kernel <= h + 2 * padding and kernel <= w + 2 * padding)
     oh = (h + 2 * padding - kernel) // stride + 1
     ow = (w + 2 * padding - kernel) // stride + 1
     pool_spec = None
     if pool is not None:
-        assume(pool or (oh >= 2 and ow >= 2))
-        pool_spec = nets.MaxPool("pool", 2, 2, ceil=pool)
+        # 2x2/2 is fused into the tile (the 4 pixels are the window); 3x3/2 and 2x2/1 run as separate pool ops
+        size, pstride = pool_window
+        assume(pool or (oh >= size and ow >= size))
+        pool_spec = nets.MaxPool("pool", size, pstride, ceil=pool)
     rng = np.random.default_rng(seed)
     if relu:
         zp_out = min(zp_out, 100)
