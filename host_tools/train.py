@@ -10,6 +10,12 @@ One job: the training loop.  Data from the shared data folder or a pack (``data.
   which ``resume`` continues exactly; ``best.pt`` at the best LFW dev accuracy;
 * ``config.json``.
 
+Distributed: under ``torchrun --nproc_per_node N`` (gloo on CPU, nccl on CUDA) each process embeds 1/N of
+the global batch of ``batch`` images, the loss all-gathers the embeddings (``losses.GlobalBatchLoss``) so every
+step uses the global batch's pairs, and DistributedDataParallel averages the gradients: the update equals the
+single-process one (``tests/training/test_distributed.py``).  BatchNorm: SyncBatchNorm on CUDA; per-process
+batch statistics on CPU (PyTorch's SyncBatchNorm is CUDA-only).  Rank 0 evaluates and writes all files.
+
 LFW dev accuracy: the View 1 test pairs (``pairsDevTest.txt``, 500 + 500), 10-fold as in ``evaluate`` (pairs
 assigned to folds round-robin); used only to pick the best checkpoint, never to train.
 """
@@ -31,7 +37,7 @@ from wearface.kernels import nets
 from . import data as D
 from . import evaluate as E
 from .errors import HostToolError
-from .losses import MultibatchLoss, build_loss
+from .losses import GlobalBatchLoss, MultibatchLoss, build_loss
 from .samplers import PairBatchSampler, PKBatchSampler
 from .torch_nets import build_torch_net, to_input
 
@@ -91,10 +97,12 @@ class FaceDataset(Dataset):
 
 
 class SeededBatches:
-    """Wraps a batch sampler: each index becomes (index, augmentation seed), fixed by (seed, epoch, batch, slot)."""
+    """Wraps a batch sampler: each index becomes (index, augmentation seed), fixed by (seed, epoch, batch, slot).
 
-    def __init__(self, sampler, seed: int, skip: int = 0):
-        self.sampler, self.seed, self.skip = sampler, seed, skip
+    Distributed: the sampler yields the global batch and rank r keeps its r-th contiguous 1/world share."""
+
+    def __init__(self, sampler, seed: int, skip: int = 0, rank: int = 0, world: int = 1):
+        self.sampler, self.seed, self.skip, self.rank, self.world = sampler, seed, skip, rank, world
 
     def __len__(self) -> int:
         return len(self.sampler) - self.skip
@@ -104,7 +112,9 @@ class SeededBatches:
             if b < self.skip:
                 continue
             base = (self.seed * 1_000_003 + self.sampler.epoch) * 1_000_003 + b
-            yield [(i, base * 4096 + slot) for slot, i in enumerate(batch)]
+            seeded = [(i, base * 4096 + slot) for slot, i in enumerate(batch)]
+            n = len(seeded) // self.world
+            yield seeded[self.rank * n : (self.rank + 1) * n]
 
 
 def _seed_everything(seed: int) -> None:
@@ -146,11 +156,13 @@ class Trainer:
     """Holds the model, optimizer, schedule, data loaders and state; ``run()`` trains to the configured end."""
 
     def __init__(self, cfg: TrainConfig, resume: bool = False, progress: bool = True, log=print):
-        self.cfg, self.progress, self.log = cfg, progress, log
+        self.cfg, self.progress = cfg, progress
+        self.log = lambda *a: log(*a) if getattr(self, "rank", 0) == 0 else None
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         _seed_everything(cfg.seed)
         self.device = torch.device(cfg.device)
+        self.rank, self.world = self._init_distributed()
         if self.device.type == "cuda":
             if not torch.cuda.is_available():
                 raise HostToolError("--device cuda: no CUDA device visible to torch")
@@ -169,11 +181,19 @@ class Trainer:
         spec = nets.get_net(cfg.net)
         if spec.output != "embedding":
             raise HostToolError(f"--net {cfg.net}: not an embedding net (the alignment net trains elsewhere)")
-        self.model = build_torch_net(spec, batchnorm=cfg.batchnorm).to(self.device)
+        self.model = build_torch_net(spec, batchnorm=cfg.batchnorm)
+        if self.world > 1 and self.device.type == "cuda":
+            self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+        self.model = self.model.to(self.device)
         if cfg.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
+        self.train_model = self.model
+        if self.world > 1:
+            self.train_model = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.loss_fn = build_loss(cfg.loss, cfg.theta, cfg.learn_theta, cfg.weighting).to(self.device)
         self.metric_loss = MultibatchLoss(cfg.theta, weighting="balanced").to(self.device)
+        self.train_loss = GlobalBatchLoss(self.loss_fn)
         params = list(self.model.parameters()) + list(self.loss_fn.parameters())
         self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
@@ -186,7 +206,8 @@ class Trainer:
             self._load(self.out / "last.pt")
         # a resumed time-budgeted run counts the wall time already spent
         self.wall_s_at_start = self.wall_s if cfg.time_budget_s > 0 else 0.0
-        (self.out / "config.json").write_text(json.dumps(asdict(self.cfg), indent=1, default=list))
+        if self.rank == 0:
+            (self.out / "config.json").write_text(json.dumps(asdict(self.cfg), indent=1, default=list))
 
     # ------------------------------------------------------------------------------------------- pieces
     def _lr_factor(self, step: int) -> float:
@@ -229,6 +250,8 @@ class Trainer:
         }
 
     def _save(self, name: str) -> None:
+        if self.rank != 0:
+            return
         tmp = self.out / (name + ".tmp")
         torch.save(self._checkpoint(), tmp)
         os.replace(tmp, self.out / name)
@@ -250,6 +273,32 @@ class Trainer:
             self.log(f"warning: resuming with a changed config (old, new): {changed}")
         self.log(f"resumed from {path} at step {self.step} (epoch {self.epoch})")
 
+    def _init_distributed(self) -> tuple[int, int]:
+        """(rank, world size); under torchrun (WORLD_SIZE > 1) joins the process group: nccl on CUDA, gloo on CPU."""
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world <= 1:
+            return 0, 1
+        import torch.distributed as dist
+
+        if self.cfg.batch % world:
+            raise HostToolError(f"--batch {self.cfg.batch} must be divisible by the {world} processes")
+        if self.device.type == "cuda":
+            self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(self.device)
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+        return dist.get_rank(), dist.get_world_size()
+
+    def _broadcast_int(self, value: int) -> int:
+        """Rank 0's value on every rank (the step count must agree or the collectives would hang)."""
+        if self.world == 1:
+            return value
+        import torch.distributed as dist
+
+        t = torch.tensor([value], dtype=torch.int64, device=self.device if self.device.type == "cuda" else "cpu")
+        dist.broadcast(t, 0)
+        return int(t.item())
+
     def _fit_time_budget(self, run_t0: float, run_step0: int) -> None:
         """Set ``total_steps`` so the run ends within ``time_budget_s`` at the speed so far (evals included)."""
         elapsed = time.perf_counter() - run_t0
@@ -257,7 +306,7 @@ class Trainer:
         if done <= 0:
             return
         remaining = self.cfg.time_budget_s - self.wall_s_at_start - elapsed
-        new_total = self.step + max(0, int(0.97 * remaining * done / elapsed))
+        new_total = self._broadcast_int(self.step + max(0, int(0.97 * remaining * done / elapsed)))
         if new_total != self.total_steps:
             self.log(f"time budget: {done / elapsed * self.cfg.batch:.0f} images/s so far; total steps {self.total_steps} -> {new_total}")
             self.total_steps = max(self.step, new_total)
@@ -296,8 +345,15 @@ class Trainer:
 
     # ---------------------------------------------------------------------------------------------- run
     def _log_row(self, losses: list, epoch_t0: float, run_t0: float, run_step0: int, history: list) -> None:
-        """Evaluate, append one history row (and to history.jsonl), save last.pt and best.pt."""
+        """Evaluate, append one history row (and to history.jsonl), save last.pt and best.pt (rank 0 only)."""
         cfg = self.cfg
+        if cfg.time_budget_s > 0:
+            self._fit_time_budget(run_t0, run_step0)
+        if self.rank != 0:
+            import torch.distributed as dist
+
+            dist.barrier()
+            return
         row = {
             "epoch": round(self.step / self.steps_per_epoch, 3),
             "step": self.step,
@@ -312,7 +368,6 @@ class Trainer:
             "images_per_s": round(len(losses) * cfg.batch / max(1e-9, time.perf_counter() - epoch_t0), 1),
         }
         if cfg.time_budget_s > 0:
-            self._fit_time_budget(run_t0, run_step0)
             row["total_steps"] = self.total_steps
         if row["lfw_dev_acc"] == row["lfw_dev_acc"] and row["lfw_dev_acc"] > self.best_dev:
             self.best_dev = row["lfw_dev_acc"]
@@ -322,6 +377,10 @@ class Trainer:
             fh.write(json.dumps(row) + "\n")
         history.append(row)
         self.log(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+        if self.world > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
 
     def run(self, stop_after_steps: int = 0) -> list[dict]:
         """Train to ``total_steps`` (or stop early at ``stop_after_steps``, saving last.pt: for tests); returns history rows."""
@@ -334,7 +393,8 @@ class Trainer:
         history = []
         self.model.train()
         run_t0, run_step0 = time.perf_counter(), self.step
-        bar = tqdm(total=self.total_steps, initial=self.step, disable=not self.progress, unit="step", dynamic_ncols=True)
+        bar = tqdm(total=self.total_steps, initial=self.step, disable=not self.progress or self.rank != 0, unit="step",
+                   dynamic_ncols=True)
         while self.step < self.total_steps:
             # epochs are counted from the step, so a run that ends mid-epoch resumes at the same batch
             self.epoch, skip = divmod(self.step, self.steps_per_epoch)
@@ -343,9 +403,9 @@ class Trainer:
             sampler.set_epoch(self.epoch)
             losses, t0 = [], time.perf_counter()
             epoch_t0 = t0
-            for images, labels in self._loader(self.train_set, SeededBatches(sampler, cfg.seed, skip)):
-                emb = self.model(self._to_device(images))
-                loss = self.loss_fn(emb, labels.to(self.device))
+            for images, labels in self._loader(self.train_set, SeededBatches(sampler, cfg.seed, skip, self.rank, self.world)):
+                emb = self.train_model(self._to_device(images))
+                loss = self.train_loss(emb, labels.to(self.device))
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 self.optimizer.step()

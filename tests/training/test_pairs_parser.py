@@ -6,7 +6,7 @@ from hypothesis import given, settings, strategies as st
 
 from wearface.host_tools.data import DataError, Pair, parse_pairs
 
-NAMES = st.from_regex(r"[A-Z][a-z]{1,6}(_[A-Z][a-z]{1,6}){0,2}", fullmatch=True)
+NAMES = st.text(alphabet="ABCxyz_-.'", min_size=1, max_size=12)
 
 
 def _render(n_folds, n_half, pairs, two_numbers=True):
@@ -30,7 +30,7 @@ def pairs_files(draw):
     return n_folds, n_half, pairs
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(pairs_files(), st.booleans())
 def test_generated_pairs_files_round_trip(spec, two_numbers):
     n_folds, n_half, pairs = spec

@@ -46,13 +46,13 @@ def test_pack_round_trip_keeps_labels_and_images(tmp_path):
 
 def test_a_few_steps_on_a_fixed_batch_lower_the_multibatch_loss():
     torch.manual_seed(0)
-    imgs, ids = _synthetic_records(4, 4)
+    imgs, ids = _synthetic_records(4, 2)
     model = build_torch_net("A")
     loss_fn = MultibatchLoss(weighting="balanced")
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     x, y = to_input(np.stack(imgs)), torch.as_tensor(ids)
     losses = []
-    for _ in range(6):
+    for _ in range(4):
         loss = loss_fn(model(x), y)
         opt.zero_grad()
         loss.backward()
@@ -63,17 +63,17 @@ def test_a_few_steps_on_a_fixed_batch_lower_the_multibatch_loss():
 
 def test_trainer_runs_and_resume_matches_an_uninterrupted_run(tmp_path):
     pack = _pack(tmp_path)
-    common = dict(net="A", data=str(pack), batch=8, k_per_identity=2, images=48, workers=0, warmup_steps=1, ckpt_every=2,
+    common = dict(net="A", data=str(pack), batch=8, k_per_identity=2, images=32, workers=0, warmup_steps=1, ckpt_every=2,
                   val_batches=1, seed=3)
     straight = Trainer(TrainConfig(out=str(tmp_path / "a"), **common), progress=False, log=lambda *_: None)
     rows = straight.run()
-    assert rows[-1]["step"] == 6 and (tmp_path / "a" / "last.pt").is_file()
-    assert json.loads((tmp_path / "a" / "history.jsonl").read_text().splitlines()[-1])["images_seen"] == 48
+    assert rows[-1]["step"] == 4 and (tmp_path / "a" / "last.pt").is_file()
+    assert json.loads((tmp_path / "a" / "history.jsonl").read_text().splitlines()[-1])["images_seen"] == 32
 
     first = Trainer(TrainConfig(out=str(tmp_path / "b"), **common), progress=False, log=lambda *_: None)
-    first.run(stop_after_steps=4)  # mid-epoch (3 steps per epoch)
+    first.run(stop_after_steps=2)  # mid-epoch (3 steps per epoch)
     resumed = Trainer(TrainConfig(out=str(tmp_path / "b"), **common), resume=True, progress=False, log=lambda *_: None)
-    assert resumed.step == 4
+    assert resumed.step == 2
     resumed.run()
     for (k, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
         assert torch.allclose(a.float(), b.float(), atol=1e-5), k
