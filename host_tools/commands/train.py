@@ -46,6 +46,10 @@ def register(sub) -> None:
     p.add_argument("--roc", default="", help="write the ROC curve to this PNG")
     p.add_argument("--json", default="", help="write the result to this JSON file")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--int8", action="store_true",
+                   help="quantize the checkpoint (host_tools/quantize.py) and embed through the int8 kernels, as the board does")
+    p.add_argument("--data", default="", help="with --int8: the shared data folder (calibration crops from CelebA)")
+    p.add_argument("--calibration", type=int, default=128, help="with --int8: calibration images")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run_eval)
 
@@ -94,12 +98,22 @@ def run_eval(args) -> int:
     pairs = D.read_pairs(args.pairs or pairs_path)
     lfw = D.LfwImages(lfw_zip)
     model, ckpt = E.load_checkpoint_model(args.checkpoint, args.device)
-    res = E.verify_pairs(E.torch_embedder(model, args.device), pairs, lfw.crop112, progress=not args.no_progress)
-    print(f"{args.checkpoint}: model {ckpt['config']['net']}, LFW {Path(args.pairs or pairs_path).name}: {res.summary()}")
+    if args.int8:
+        from wearface.host_tools.errors import HostToolError
+        from wearface.host_tools.quantize import int8_embedder, quantize_checkpoint
+
+        if not args.data:
+            raise HostToolError("--int8 needs --data (the shared data folder, for calibration crops)")
+        qnet, _ = quantize_checkpoint(args.checkpoint, args.data, count=args.calibration)
+        embed, mode = int8_embedder(qnet), f"int8 ({args.calibration} calibration crops)"
+    else:
+        embed, mode = E.torch_embedder(model, args.device), "float"
+    res = E.verify_pairs(embed, pairs, lfw.crop112, progress=not args.no_progress)
+    print(f"{args.checkpoint}: model {ckpt['config']['net']} {mode}, LFW {Path(args.pairs or pairs_path).name}: {res.summary()}")
     if args.roc:
         E.save_roc_png(res, args.roc, f"LFW View 2, model {ckpt['config']['net']}: {100 * res.mean:.2f}% ± {100 * res.std:.2f}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"checkpoint": str(args.checkpoint), "mean": res.mean, "std": res.std,
+        Path(args.json).write_text(json.dumps({"checkpoint": str(args.checkpoint), "mode": mode, "mean": res.mean, "std": res.std,
                                                 "folds": res.accuracies.tolist(), "thresholds": res.thresholds.tolist(),
                                                 "tar_at_far_1e-3": res.tar_at_far_1e3}, indent=1))
     return 0

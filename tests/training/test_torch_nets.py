@@ -67,3 +67,17 @@ def test_export_layout_conv_ohwi_and_affine_columns_in_nhwc_flatten_order():
     x[0, 5, 2, 3] = 1.0  # NCHW index c=5, h=2, w=3
     flat = model.layers["flatten"](x)
     np.testing.assert_allclose(lin(flat).detach().numpy()[0] - lin.bias.detach().numpy(), fc1[:, (2 * 4 + 3) * 64 + 5], atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["align", "A"])
+def test_kernels_float_reference_on_exported_weights_matches_torch(name):
+    float_ref = pytest.importorskip("wearface.kernels.float_ref")
+    torch.manual_seed(1)
+    spec = nets.get_net(name)
+    model = build_torch_net(spec)
+    _randomise_batchnorm(model, seed=1)
+    model.eval()
+    image = np.random.default_rng(2).integers(0, 256, size=spec.input_shape, dtype=np.uint8)
+    expected = model(to_input(image[None])).detach().numpy()[0]
+    got = float_ref.forward(spec, export_float_weights(model), image)
+    np.testing.assert_allclose(got, expected, atol=1e-4 * max(1.0, np.abs(expected).max()))
