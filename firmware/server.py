@@ -430,7 +430,11 @@ class Server:
         self._answer(frame.seq, frame.code, status, result if isinstance(result, dict) else {"result": result}, key)
         if frame.code == P.Opcode.REBOOT and status == P.Status.OK:
             self._drain()
-            self.app.reboot()
+            try:
+                self.app.reboot()
+            except Exception:  # noqa: BLE001 - the answer is sent; a failed reboot must not end the server
+                self.counters["app_errors"] += 1
+                log.error("reboot failed:\n%s", traceback.format_exc())
 
     def _fault(self, fault: P.DecodeFault) -> None:
         self.counters["bad_frames"] += 1
