@@ -172,3 +172,29 @@ def run(data_dir, n_images: int = 600, seed: int = 0, cascades=detect.FRONTAL_CA
         results[("spread", roll)] = spread
     results["constants"] = consts
     return results
+
+
+#: The settings compared by ``sweep`` (``wearface measure-detector --sweep``).
+SWEEP = (
+    {},
+    {"scale_factor": 1.2},
+    {"downscale": 2.0},
+    {"scale_factor": 1.2, "downscale": 2.0},
+    {"min_neighbors": 3},
+)
+
+
+def sweep(data_dir, n_images: int = 300, seed: int = 0, cascade: str = detect.FRONTAL_CASCADES[0]) -> list:
+    """Detection rate and extra boxes on LFW scenes and the video for each of ``SWEEP``'s settings."""
+    cv2.setNumThreads(1)
+    video = Path(data_dir) / "video" / "short_hamilton_clip.mp4"
+    rows = []
+    for s in SWEEP:
+        r = measure_lfw(data_dir, n_images, seed, cascade, 0.0, **s)
+        v = measure_video(video, cascade, **s) if video.is_file() else None
+        rows.append((s, r, v))
+        line = f"{s or 'default'}: LFW {r['found']}/{n_images} found, {r['extra']} extra, {r['ms_per_frame']:.1f} ms/frame"
+        if v:
+            line += f"; video {v['with_face']}/{v['frames']} frames, {v['boxes']} boxes, {v['ms_per_frame']:.1f} ms/frame"
+        print(line, flush=True)
+    return rows

@@ -35,6 +35,7 @@ def register(sub) -> None:
     p.add_argument("--data", required=True, help="the shared data folder (../shared/data)")
     p.add_argument("--images", type=int, default=600)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--sweep", action="store_true", help="instead: default cascade under a few speed settings")
     p.set_defaults(func=run_measure)
 
 
@@ -60,5 +61,8 @@ def run_eval(args) -> int:
 def run_measure(args) -> int:
     from wearface.host_tools import detector_eval
 
-    detector_eval.run(args.data, n_images=args.images, seed=args.seed)
+    if args.sweep:
+        detector_eval.sweep(args.data, n_images=args.images, seed=args.seed)
+    else:
+        detector_eval.run(args.data, n_images=args.images, seed=args.seed)
     return 0
