@@ -128,26 +128,31 @@ def _conv(op, act, wts, prm, tile):
                         d[c] = _requant_u8(np.int32(v + b[c]), m[c], s[c], ozp, lo, hi)
     else:
         m_n = oh_n * ow_n
-        base = np.empty(4, np.int64)
-        dsts = np.empty(4, np.int64)
         for m0 in range(0, m_n, 4):
             rows_n = min(4, m_n - m0)
-            for r in range(4):
-                mm = min(m0 + r, m_n - 1)
-                oh = mm // ow_n
-                ow = mm - oh * ow_n
-                base[r] = in_off + oh * stride * row + ow * px
-                dsts[r] = out_off + (oh + out_pad) * out_row + (ow + out_pad) * out_cp
+            a0, d0 = _pixel(m0, m_n, ow_n, in_off, stride * row, px, out_off, out_row, out_cp, out_pad)
+            a1, d1 = _pixel(m0 + 1, m_n, ow_n, in_off, stride * row, px, out_off, out_row, out_cp, out_pad)
+            a2, d2 = _pixel(m0 + 2, m_n, ow_n, in_off, stride * row, px, out_off, out_row, out_cp, out_pad)
+            a3, d3 = _pixel(m0 + 3, m_n, ow_n, in_off, stride * row, px, out_off, out_row, out_cp, out_pad)
             for nb in range(0, n_pad, N_BLOCK):
-                tile_4x32(tile, act, base[0], base[1], base[2], base[3], row, n_kh, span4, wts, w_off + nb * 4,
-                          k4_bytes)
+                tile_4x32(tile, act, a0, a1, a2, a3, row, n_kh, span4, wts, w_off + nb * 4, k4_bytes)
                 nc = min(N_BLOCK, n - nb)
                 b, m, s = beff[nb : nb + nc], mult[nb : nb + nc], shift[nb : nb + nc]
                 for r in range(rows_n):
                     t = tile[r]
-                    d = act[dsts[r] + nb : dsts[r] + nb + nc]
+                    dst = d0 if r == 0 else (d1 if r == 1 else (d2 if r == 2 else d3))
+                    d = act[dst + nb : dst + nb + nc]
                     for c in range(nc):
                         d[c] = _requant_u8(np.int32(t[c] + b[c]), m[c], s[c], ozp, lo, hi)
+
+
+@njit(cache=True, inline="always")
+def _pixel(mm, m_n, ow_n, in_off, in_row_step, px, out_off, out_row, out_cp, out_pad):
+    """(patch start in act, output address) of output pixel ``mm`` (clamped to the last: a tile's tail)."""
+    mm = min(mm, m_n - 1)
+    oh = mm // ow_n
+    ow = mm - oh * ow_n
+    return in_off + oh * in_row_step + ow * px, out_off + (oh + out_pad) * out_row + (ow + out_pad) * out_cp
 
 
 @njit(cache=True)

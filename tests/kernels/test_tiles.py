@@ -161,3 +161,44 @@ def test_forcing_each_available_path_runs_it():
     for path in PATHS:
         assert _select(path) == {"path": path, "selected": path}
     assert _select("auto")["path"] == PATHS[0]
+
+
+NO_ALLOC = """
+import json, numpy as np
+from numba.core.runtime import rtsys
+from wearface.kernels import nets, ptq, runtime
+report = {}
+for path in %r:
+    for name in ("align", "A"):
+        q = ptq.random_quantized_net(nets.get_net(name), seed=1)
+        rt = runtime.Int8Runtime(q, "tiles", path)
+        image = np.zeros(q.spec.input_shape, np.uint8)
+        rt.run(image)
+        plan = rt._plan(True)
+        prog, (_, fn, _) = plan.prog, plan.steps[0]
+        mod = __import__("wearface.kernels.tiles." + path, fromlist=["run_ops"])
+        def allocs(stop):
+            s0 = rtsys.get_allocation_stats().alloc
+            for _ in range(5):
+                mod.run_ops(prog.ops, 0, stop, plan.image, prog.act, prog.wts, prog.prm, prog.tile)
+            return rtsys.get_allocation_stats().alloc - s0
+        allocs(len(prog.ops))
+        report[path + ":" + name] = [allocs(0), allocs(len(prog.ops))]
+print(json.dumps(report))
+"""
+
+
+def test_a_frame_allocates_nothing_on_the_tile_paths():
+    # Numba counts its allocations when NUMBA_NRT_STATS=1 (set before numba is imported: a subprocess).  A call
+    # that runs every op of a net must allocate exactly what a call that runs none does (the arguments'
+    # unboxing): the ops themselves allocate nothing per frame.
+    fast = [p for p in PATHS if p != "portable"]
+    if not fast:
+        pytest.skip("no register-tile path on this CPU")
+    env = dict(os.environ, NUMBA_NRT_STATS="1")
+    done = subprocess.run([sys.executable, "-c", NO_ALLOC % (fast,)], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    for key, (empty, full) in report.items():
+        assert full == empty, f"{key}: {full} allocations for 5 frames, {empty} for 5 empty calls"
