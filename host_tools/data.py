@@ -24,7 +24,6 @@ Sources and geometry (see the READMEs under ``shared/data``):
 from __future__ import annotations
 
 import csv
-import io
 import json
 import re
 import zipfile
