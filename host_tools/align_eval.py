@@ -37,7 +37,7 @@ def lfw_with_detector(predict, data_dir, n_images: int, iterations: int, seed: i
     zf = ImageZip(data_dir, "lfw")
     det = detect.FaceDetector()
     errs = {k: [] for k in ["box", *[f"box+net x{i}" for i in range(1, iterations + 1)], "oracle centre+angle", "oracle similarity"]}
-    resid_shift, resid_angle = [], []
+    resid_shift, resid_angle, angles = [], [], []
     found = 0
     for it in picks:
         roll = rng.uniform(-roll_deg, roll_deg) if roll_deg else 0.0
@@ -60,11 +60,13 @@ def lfw_with_detector(predict, data_dir, n_images: int, iterations: int, seed: i
             if i == 1:
                 resid_shift.append(geom.FRAME_SIZE * np.linalg.norm(corr[:2] - oracle_corr[:2]))
                 resid_angle.append(math.degrees(abs(corr[2] - oracle_corr[2])))
+                angles.append((math.degrees(oracle_corr[2]), math.degrees(corr[2])))
             cur = geom.apply_correction(cur, corr)
             errs[f"box+net x{i}"].append(landmark_errors(cur, lm))
     zf.close()
     return dict(n=n_images, found=found, roll_deg=roll_deg, errors={k: np.array(v) for k, v in errs.items()},
-                resid_shift_px=np.array(resid_shift), resid_angle_deg=np.array(resid_angle))
+                resid_shift_px=np.array(resid_shift), resid_angle_deg=np.array(resid_angle),
+                angles_deg=np.array(angles).reshape(-1, 2))
 
 
 def _print_lfw(res: dict) -> None:
@@ -78,6 +80,10 @@ def _print_lfw(res: dict) -> None:
     s, a = res["resid_shift_px"], res["resid_angle_deg"]
     print(f"  net's first correction vs the oracle's: shift {s.mean():.2f} px mean ({np.percentile(s, 90):.2f} p90), "
           f"angle {a.mean():.2f} deg mean ({np.percentile(a, 90):.2f} p90)")
+    oracle, net = res["angles_deg"][:, 0], res["angles_deg"][:, 1]
+    slope, bias = np.polyfit(oracle, net, 1)
+    print(f"  net's first angle vs the oracle's: slope {slope:.3f}, offset {bias:+.2f} deg "
+          f"(slope < 1: large rolls are under-corrected in one pass)")
 
 
 def int8_predictor(checkpoint, data_dir, count: int = 128):
