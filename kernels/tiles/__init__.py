@@ -4,12 +4,13 @@ One interface: ``build_plan(path, qnet, rows, fuse, fuse_blocks)`` returns the r
 (``plans.Plan``) for a whole net.  The paths (best first):
 
 * ``x86_vnni`` (``x86_vnni.py``): AVX-512 VNNI ``vpdpbusd`` register tile, 4 pixels x 32 channels.
+* ``x86_avx2`` (``x86_avx2.py``): AVX2 ``vpmaddwd`` on widened operands, 4 pixels x 8 channels.
 * ``arm_dot`` (``arm_dot.py``): aarch64 ``sdot`` register tile, 4 pixels x 16 channels.
 * ``portable`` (``portable.py``): the plain-Numba int16 GEMM of ``int_gemm.py``; always present, the
   fallback and the cross-check (aarch64 without dot product, e.g. Cortex-A53, runs this).
 
 Selection rule (:func:`selected_path`): ``$WEARFACE_KERNELS`` when set (``portable``, ``x86_vnni``,
-``arm_dot``, or ``auto``); otherwise the first path of :data:`PATHS` the CPU has.  Whether a path is
+``x86_avx2``, ``arm_dot``, or ``auto``); otherwise the first path of :data:`PATHS` the CPU has.  Whether a path is
 available is decided from CPU features *before* its module is imported (``features.py``): compiling
 ``sdot`` for a CPU without it aborts the process inside LLVM, so a path module is imported only after
 the check passes.  Forcing a path the CPU lacks raises :class:`~wearface.kernels.errors.KernelPathError`.
@@ -26,11 +27,16 @@ from ..errors import KernelPathError
 from . import features
 
 #: every tile path, in order of preference
-PATHS = ("x86_vnni", "arm_dot", "portable")
+PATHS = ("x86_vnni", "x86_avx2", "arm_dot", "portable")
 ENV_VAR = "WEARFACE_KERNELS"
 log = logging.getLogger("wearface.kernels")
 
-_REASONS = {"x86_vnni": features.x86_vnni_reason, "arm_dot": features.arm_dot_reason, "portable": lambda: None}
+_REASONS = {
+    "x86_vnni": features.x86_vnni_reason,
+    "x86_avx2": features.x86_avx2_reason,
+    "arm_dot": features.arm_dot_reason,
+    "portable": lambda: None,
+}
 
 
 def unavailable_reason(path: str) -> str | None:

@@ -2,7 +2,7 @@
 
 Imports the standard library and llvmlite only (never numba's compiler: this runs before it).
 
-* x86: the AVX-512 VNNI tile needs ``avx512f``, ``avx512bw`` and ``avx512vnni`` in the features LLVM
+* x86: the AVX2 tile needs ``avx2``; the AVX-512 VNNI tile needs ``avx512f``, ``avx512bw`` and ``avx512vnni`` in the features LLVM
   compiles for.  That is llvmlite's host detection (what Numba uses) unless ``NUMBA_CPU_NAME`` /
   ``NUMBA_CPU_FEATURES`` override it, in which case the override's feature string must name them.
 * aarch64: the ``sdot`` tile needs the CPU to execute it -- ``getauxval(AT_HWCAP)`` bit 20, read by
@@ -69,6 +69,19 @@ def x86_vnni_reason() -> str | None:
     missing = [f for f in X86_VNNI_FEATURES if not host.get(f, False)]
     if missing:
         return f"the CPU lacks {', '.join(missing)} (llvmlite host features)"
+    return None
+
+
+def x86_avx2_reason() -> str | None:
+    """None when the AVX2 tile (``vpmaddwd``) can be compiled and run here, else why not (one line)."""
+    machine = platform.machine().lower()
+    if machine not in ("x86_64", "amd64"):
+        return f"machine is {machine}, not x86_64"
+    name, feats = _numba_cpu_override()
+    if (name is not None or feats is not None) and "avx2" not in _plus_features(feats or ""):
+        return f"NUMBA_CPU_NAME={name!r} / NUMBA_CPU_FEATURES={feats!r} override Numba's target and do not name +avx2"
+    if not llvm_host_features().get("avx2", False):
+        return "the CPU lacks avx2 (llvmlite host features)"
     return None
 
 
