@@ -307,6 +307,8 @@ class Trainer:
             return
         remaining = self.cfg.time_budget_s - self.wall_s_at_start - elapsed
         new_total = self._broadcast_int(self.step + max(0, int(0.97 * remaining * done / elapsed)))
+        if done > 100 and new_total > self.total_steps:
+            return  # only shorten after the first 100 steps: lengthening would re-raise a decayed learning rate
         if new_total != self.total_steps:
             self.log(f"time budget: {done / elapsed * self.cfg.batch:.0f} images/s so far; total steps {self.total_steps} -> {new_total}")
             self.total_steps = max(self.step, new_total)
