@@ -117,10 +117,11 @@ def test_unknown_path_name_is_the_packages_error():
         tiles.require("avx9")
 
 
-def test_numba_target_override_without_vnni_disables_the_vnni_path(monkeypatch):
+def test_numba_target_override_without_the_features_disables_the_x86_paths(monkeypatch):
     monkeypatch.setenv("NUMBA_CPU_NAME", "generic")
     monkeypatch.delenv("NUMBA_CPU_FEATURES", raising=False)
     assert features.x86_vnni_reason() is not None
+    assert features.x86_avx2_reason() is not None
     monkeypatch.setenv("NUMBA_CPU_FEATURES", "+avx512f,+avx512bw,+avx512vnni")
     reason = features.x86_vnni_reason()
     assert reason is None or "lacks" in reason or "not x86_64" in reason
