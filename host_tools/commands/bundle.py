@@ -157,7 +157,9 @@ def _net_from_arg(role: str, arg: str, args, spec_name: str):
     }
     extra = fnet.checkpoint.get("extra")
     if isinstance(extra, dict):
-        prov["results"] = {k: v for k, v in extra.items() if isinstance(v, (str, int, float, bool))}
+        from wearface.host_tools.bundle_build import _jsonable
+
+        prov["results"] = _jsonable(extra)
     return qnet, prov, fnet
 
 
