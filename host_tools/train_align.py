@@ -73,7 +73,7 @@ class AlignTrainConfig:
     sources: tuple = ("wild", "more", "aligned")
     max_per_source: int = 0
     val_percent: int = 5
-    epochs: int = 30
+    epochs: int = 24
     batch_size: int = 128
     lr: float = 2e-3
     weight_decay: float = 1e-4

@@ -9,10 +9,10 @@ def register(sub) -> None:
     p = sub.add_parser("train-align", help="self-supervised training of the alignment net (CPU, resumable)")
     p.add_argument("--data", required=True, help="the shared data folder (../shared/data)")
     p.add_argument("--out", required=True, help="run folder: last.pt (resume point) and align.pt")
-    p.add_argument("--epochs", type=int, default=12)
+    p.add_argument("--epochs", type=int, default=24)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--max-per-source", type=int, default=8000, help="images per source (0 = all)")
+    p.add_argument("--max-per-source", type=int, default=0, help="images per source (0 = all)")
     p.add_argument("--sources", default="wild,more,aligned", help="comma list of wild, more, aligned")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--narrow-fraction", type=float, default=0.5,
