@@ -242,6 +242,20 @@ def lfw_float_vs_int8(fnet: FloatNet, qnets, data_root: str | Path, pair_stride:
             for label, embed in embedders.items()}
 
 
+def lfw_int8(qnet: qn.QuantizedNet, data_root: str | Path, pair_stride: int = 1, progress: bool = False):
+    """LFW View 2 through an int8 embedding net alone (e.g. a bundle's): a ``VerificationResult``."""
+    import dataclasses
+
+    from . import data as D
+    from .evaluate import verify_pairs
+
+    pairs_path, zip_path = _lfw_files(data_root)
+    pairs = D.read_pairs(pairs_path)
+    if pair_stride > 1:
+        pairs = dataclasses.replace(pairs, pairs=pairs.pairs[::pair_stride])
+    return verify_pairs(int8_embedder(qnet), pairs, D.LfwImages(zip_path).crop112, batch=64, progress=progress)
+
+
 def _lfw_files(data_root) -> tuple[Path, Path]:
     root = Path(data_root) / "lfw"
     pairs, zip_path = root / "pairs.txt", root / "lfw128.zip"

@@ -66,6 +66,12 @@ def register(sub) -> None:
     p.add_argument("--no-self-test", action="store_true", help="skip the golden vectors")
     p.set_defaults(func=bundle_verify)
 
+    p = bsub.add_parser("lfw", help="LFW View 2 accuracy of a bundle's int8 embedding net, and at its θ")
+    p.add_argument("bundle")
+    p.add_argument("--data", required=True, help="shared data folder (lfw/pairs.txt, lfw/lfw128.zip)")
+    p.add_argument("--lfw-stride", type=int, default=1, help="keep every n-th pair (quick look)")
+    p.set_defaults(func=bundle_lfw)
+
     p = bsub.add_parser("tflite", help="export a bundle's nets as .tflite and compare them in LiteRT")
     p.add_argument("bundle")
     p.add_argument("-o", "--out", default=".", help="folder for <bundle>.align.tflite and <bundle>.embed.tflite")
@@ -345,6 +351,21 @@ def bundle_verify(args) -> int:
     tested = "not run" if args.no_self_test else f"{len(b.golden)} golden vectors exact"
     print(f"{args.bundle}: OK for {compatible}: signed by {b.key_id}, model {b.model_version!r}, "
           f"rollback {b.rollback_counter}, self-test {tested}")
+    return 0
+
+
+def bundle_lfw(args) -> int:
+    import numpy as np
+
+    from wearface.firmware import bundle as fmt
+    from wearface.host_tools import quantize as Q
+
+    b = fmt.read_bundle(_read(args.bundle), args.bundle)
+    r = Q.lfw_int8(b.embed_net, args.data, pair_stride=args.lfw_stride)
+    fixed = float(np.mean((r.dist < b.threshold) == r.same))
+    print(f"{args.bundle} ({b.model_version}): LFW View 2 int8 {r.summary()}")
+    print(f"at the bundle's θ = {b.threshold:.4f}: {100 * fixed:.2f}% of {len(r.dist)} pairs right "
+          f"(θ fixed, not re-fit per fold)")
     return 0
 
 
