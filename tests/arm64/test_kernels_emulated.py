@@ -10,9 +10,10 @@ import pytest
 
 from .conftest import REPO, describe_failure
 
-#: the files of tests/kernels that state bit-exactness against the integer reference (every backend/path the
-#: running CPU has); kept to these so the emulated set stays small
-KERNEL_TEST_FILES = ("tests/kernels/test_kernels_bitexact.py", "tests/kernels/test_quant.py")
+#: the files of tests/kernels that state bit-exactness against the integer reference, for every backend and every
+#: tile path the running CPU has (tiles.available_paths(): arm_dot + portable on the A76, portable on the A53);
+#: kept to these so the emulated set stays small
+KERNEL_TEST_FILES = ("tests/kernels/test_kernels_bitexact.py", "tests/kernels/test_tiles.py", "tests/kernels/test_quant.py")
 
 
 @pytest.mark.slow

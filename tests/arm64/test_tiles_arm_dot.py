@@ -1,13 +1,12 @@
 """issue 9's aarch64 tile path under emulation: the A76-class CPU (dot product) selects ``arm_dot`` and it is
-bit-exact; the Cortex-A53 never lists it.  (The kernels suite run by ``test_kernels_emulated.py`` also checks
-every available path on both CPUs through ``tests/kernels/test_kernels_bitexact.py``.)"""
+bit-exact; the Cortex-A53 never lists it.  (``test_kernels_emulated.py`` runs tests/kernels/test_tiles.py and
+test_kernels_bitexact.py on both CPUs at once: every available path on drawn shapes.)"""
 from __future__ import annotations
 
-import re
 
 import pytest
 
-from .conftest import Emulated, describe_failure
+from .conftest import Emulated
 
 PATHS_REPORT = """
 import json
@@ -42,12 +41,3 @@ def test_a76_selects_arm_dot_and_whole_nets_are_bit_exact(userland):
     assert report["selected"] == "arm_dot", report
     for name in ("align", "A"):
         assert report[name] == {"path": "arm_dot", "trace": True, "fused": True}, report
-
-
-@pytest.mark.slow
-def test_a76_tile_tests_pass_on_arm_dot(userland):
-    # tests/kernels/test_tiles.py checks every available path (here arm_dot and portable) on drawn shapes
-    done = Emulated(userland, "cortex-a76").run(
-        ["-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/kernels/test_tiles.py"], timeout_s=1500, check=False)
-    assert done.returncode == 0, describe_failure("cortex-a76", done)
-    assert re.search(r"\d+ passed", done.stdout.strip().splitlines()[-1]), done.stdout[-2000:]
