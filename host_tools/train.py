@@ -58,6 +58,7 @@ class TrainConfig:
     loss: str = "multibatch"  # or "pairs"
     weighting: str = "balanced"
     theta: float = 1.0
+    distance_scale: float = 1.0  # the hinge sees distance_scale * d (losses.py explains why one may want > 1)
     learn_theta: bool = False
     pairs_positive_fraction: float = 0.5
     lr: float = 2e-3
@@ -191,8 +192,8 @@ class Trainer:
         if self.world > 1:
             self.train_model = torch.nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-        self.loss_fn = build_loss(cfg.loss, cfg.theta, cfg.learn_theta, cfg.weighting).to(self.device)
-        self.metric_loss = MultibatchLoss(cfg.theta, weighting="balanced").to(self.device)
+        self.loss_fn = build_loss(cfg.loss, cfg.theta, cfg.learn_theta, cfg.weighting, cfg.distance_scale).to(self.device)
+        self.metric_loss = MultibatchLoss(cfg.theta, weighting="balanced", distance_scale=cfg.distance_scale).to(self.device)
         self.train_loss = GlobalBatchLoss(self.loss_fn)
         params = list(self.model.parameters()) + list(self.loss_fn.parameters())
         self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)

@@ -22,6 +22,7 @@ def register(sub) -> None:
     p.add_argument("--weighting", choices=("uniform", "balanced"), default="balanced")
     p.add_argument("--theta", type=float, default=1.0)
     p.add_argument("--learn-theta", action="store_true")
+    p.add_argument("--distance-scale", type=float, default=1.0, help="the hinge sees SCALE * distance (see losses.py)")
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--weight-decay", type=float, default=5e-4)
     p.add_argument("--warmup-steps", type=int, default=100)
@@ -79,7 +80,7 @@ def run_train(args) -> int:
         net=args.net, data=args.data, out=args.out, device=args.device, epochs=args.epochs, images=args.images,
         time_budget_s=60.0 * args.time_budget_min,
         batch=args.batch, k_per_identity=args.k_per_identity, loss=args.loss, weighting=args.weighting,
-        theta=args.theta, learn_theta=args.learn_theta, lr=args.lr, weight_decay=args.weight_decay,
+        theta=args.theta, learn_theta=args.learn_theta, distance_scale=args.distance_scale, lr=args.lr, weight_decay=args.weight_decay,
         warmup_steps=args.warmup_steps, seed=args.seed, workers=args.workers, threads=args.threads,
         ckpt_every=args.ckpt_every, eval_every_steps=args.eval_every_steps, channels_last=args.channels_last, batchnorm=not args.no_batchnorm,
         augment=not args.no_augment, subsets=tuple(args.subsets.split(",")), lfw=args.lfw,

@@ -84,3 +84,9 @@ def test_multibatch_uniform_estimate_is_unbiased_over_random_batches():
     # Monte Carlo over random batches agrees within its standard error
     draws = [float(loss_fn(x[idx], labels[idx])) for idx in (torch.tensor(rng.choice(n, k, replace=False)) for _ in range(4000))]
     assert abs(np.mean(draws) - full) < 4 * np.std(draws) / math.sqrt(len(draws))
+
+
+def test_distance_scale_multiplies_the_distance_inside_the_hinge():
+    x = _circle([0, 90])  # d = sqrt(2)
+    loss = MultibatchLoss(theta=5.0, weighting="uniform", distance_scale=4.0)(x, torch.tensor([0, 1]))
+    assert float(loss.detach()) == pytest.approx(max(0.0, 1 + (5 - 4 * math.sqrt(2))))
