@@ -62,6 +62,7 @@ def main(argv=None) -> int:
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--warmup-steps", type=int, default=100)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--plot-only", action="store_true", help="only redraw the plot from the histories")
@@ -73,6 +74,7 @@ def main(argv=None) -> int:
         if not args.plot_only:
             cfg = TrainConfig(net="A", data=args.data, out=str(run_dir), device=args.device, images=args.images,
                               batch=args.batch, loss=loss, weighting="balanced", lr=args.lr, seed=args.seed,
+                              warmup_steps=args.warmup_steps,
                               workers=args.workers, threads=args.threads, eval_every_steps=args.eval_every,
                               ckpt_every=args.eval_every)
             if not args.resume and (run_dir / "history.jsonl").exists():
