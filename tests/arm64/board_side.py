@@ -40,22 +40,26 @@ def alignment_crops(frames_path: str) -> np.ndarray:
     return np.stack(crops)
 
 
-def cross_isa(bundle_path: str, board_path: str, crops_path: str, frames_path: str, out_path: str) -> dict:
-    """Verify the bundle as the board does (signature, compatible, golden self-test), then embed the crops."""
+def cross_isa(bundle_paths: str, board_path: str, crops_path: str, frames_path: str, out_path: str) -> dict:
+    """Verify each bundle (``bundle_paths``: comma-separated) as the board does (signature, compatible, golden
+    self-test), then embed the crops with each; results saved as ``<bundle index>:<backend>``."""
     from wearface.firmware.board import load_board
     from wearface.firmware.bundle import verify_bundle
     from wearface.kernels.runtime import BACKENDS
 
     backends = [b for b in BACKENDS if b != "direct"]  # as tests/arm64/test_cross_isa.py::CROSS_ISA_BACKENDS
     board = load_board(board_path)
-    start = time.perf_counter()
-    bundle = verify_bundle(open(bundle_path, "rb").read(), board.public_keys, board.compatible)
-    self_test_s = time.perf_counter() - start
-    start = time.perf_counter()
-    embeddings = embeddings_int8(bundle.embed_net, np.load(crops_path), backends)
-    np.savez(out_path, alignment_crops=alignment_crops(frames_path), **embeddings)
-    return {"self_test_s": round(self_test_s, 2), "embed_s": round(time.perf_counter() - start, 2),
-            "backends": list(embeddings), "embedding_space": bundle.embedding_space}
+    crops = np.load(crops_path)
+    results, report = {}, {"self_test_s": [], "embedding_spaces": []}
+    for index, path in enumerate(bundle_paths.split(",")):
+        start = time.perf_counter()
+        bundle = verify_bundle(open(path, "rb").read(), board.public_keys, board.compatible)
+        report["self_test_s"].append(round(time.perf_counter() - start, 2))
+        report["embedding_spaces"].append(bundle.embedding_space)
+        for backend, emb in embeddings_int8(bundle.embed_net, crops, backends).items():
+            results[f"{index}:{backend}"] = emb
+    np.savez(out_path, alignment_crops=alignment_crops(frames_path), **results)
+    return report
 
 
 def features() -> dict:

@@ -1,5 +1,6 @@
-"""Cross-ISA identity: a bundle built on x86 passes its golden self-test on arm64, and the int8 embeddings of
-a fixed set of face crops are byte-identical on x86 and on each emulated CPU, for every runtime backend.
+"""Cross-ISA identity: bundles built on x86 (a random test bundle, and models/default.wfb when it exists) pass their
+golden self-test on arm64, and the int8 embeddings of a fixed set of face crops are byte-identical on x86 and on
+each emulated CPU, for every runtime backend.
 Also: the firmware's alignment crops, compared the same way (a known difference, see below)."""
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ BOARD_FOR_CPU = {"cortex-a53": REPO / "boards" / "rpi-zero2w.toml", "cortex-a76"
 #: every runtime backend but "direct" (plain Numba loops kept as a second check on x86: slow to compile under
 #: emulation and adding nothing across ISAs); "tiles" is the board's own path (arm_dot on the A76, portable on the A53)
 CROSS_ISA_BACKENDS = tuple(b for b in BACKENDS if b != "direct")
+DEFAULT_BUNDLE = REPO / "models" / "default.wfb"
 SYNTHETIC_CROPS = 3
 LFW_CROPS = 3
 
@@ -51,15 +53,19 @@ def x86_side(tmp_path_factory):
     from wearface.firmware.bundle import read_bundle
 
     folder = tmp_path_factory.mktemp("cross_isa")
-    data = bundle_build.build_test_bundle(seed=3)
-    (folder / "test.wfb").write_bytes(data)
+    (folder / "test.wfb").write_bytes(bundle_build.build_test_bundle(seed=3))
+    bundles = [folder / "test.wfb"] + ([DEFAULT_BUNDLE] if DEFAULT_BUNDLE.is_file() else [])
     crops = face_crops(SHARED_DATA if SHARED_DATA.is_dir() else None)
     np.save(folder / "crops.npy", crops)
     actors = scene.portrait_scene(640, 480, 40)
     frames = np.stack([scene.render(actors, i, 40)[0] for i in (15, 25)])
     np.save(folder / "frames.npy", frames)
-    return {"folder": folder, "crops": crops,
-            "x86": board_side.embeddings_int8(read_bundle(data).embed_net, crops, CROSS_ISA_BACKENDS),
+    x86 = {}
+    for index, path in enumerate(bundles):
+        embed = read_bundle(path.read_bytes()).embed_net
+        for backend, emb in board_side.embeddings_int8(embed, crops, CROSS_ISA_BACKENDS).items():
+            x86[f"{index}:{backend}"] = emb
+    return {"folder": folder, "crops": crops, "bundles": bundles, "x86": x86,
             "x86_alignment_crops": board_side.alignment_crops(str(folder / "frames.npy"))}
 
 
@@ -67,7 +73,8 @@ def x86_side(tmp_path_factory):
 def arm64_side(all_cpus, x86_side) -> dict:
     """{cpu: npz of the board-side results}: both CPUs at once, each verifying the bundle as its board does."""
     folder = x86_side["folder"]
-    results = all_cpus.run(lambda cpu: [REPO / "tests" / "arm64" / "board_side.py", "cross-isa", folder / "test.wfb",
+    bundles = ",".join(map(str, x86_side["bundles"]))
+    results = all_cpus.run(lambda cpu: [REPO / "tests" / "arm64" / "board_side.py", "cross-isa", bundles,
                                         BOARD_FOR_CPU[cpu], folder / "crops.npy", folder / "frames.npy",
                                         folder / f"arm64-{cpu}.npz"], timeout_s=900)
     out = {}
@@ -80,20 +87,21 @@ def arm64_side(all_cpus, x86_side) -> dict:
 
 
 def test_x86_backends_agree_with_each_other(x86_side):
-    reference = x86_side["x86"]["reference"]
-    for backend, emb in x86_side["x86"].items():
-        assert np.array_equal(emb, reference), f"x86 backend {backend} differs from the integer reference"
+    for key, emb in x86_side["x86"].items():
+        reference = x86_side["x86"][key.split(":")[0] + ":reference"]
+        assert np.array_equal(emb, reference), f"x86 {key} differs from the integer reference"
 
 
 @pytest.mark.slow
 def test_x86_bundle_self_tests_and_embeds_identically_on_arm64(x86_side, arm64_side):
     for cpu, arm in arm64_side.items():
-        for backend in CROSS_ISA_BACKENDS:
-            x86 = x86_side["x86"][backend]
-            assert arm[backend].dtype == np.int8 and arm[backend].shape == x86.shape, (cpu, backend)
-            assert arm[backend].tobytes() == x86.tobytes(), (
-                f"{cpu} backend {backend}: int8 embeddings differ from x86 in "
-                f"{int(np.sum(arm[backend] != x86))} of {x86.size} values")
+        assert sorted(k for k in arm.files if ":" in k) == sorted(x86_side["x86"]), (cpu, arm.files)
+        for key, x86 in x86_side["x86"].items():
+            bundle = x86_side["bundles"][int(key.split(":")[0])].name
+            assert arm[key].dtype == np.int8 and arm[key].shape == x86.shape, (cpu, bundle, key)
+            assert arm[key].tobytes() == x86.tobytes(), (
+                f"{cpu}, {bundle}, backend {key.split(':')[1]}: int8 embeddings differ from x86 in "
+                f"{int(np.sum(arm[key] != x86))} of {x86.size} values")
 
 
 @pytest.mark.xfail(strict=False, raises=AssertionError, reason=(
