@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import torch
 
 from wearface.host_tools import data as D
@@ -61,6 +62,7 @@ def test_a_few_steps_on_a_fixed_batch_lower_the_multibatch_loss():
     assert losses[-1] < losses[0]
 
 
+@pytest.mark.slow
 def test_trainer_runs_and_resume_matches_an_uninterrupted_run(tmp_path):
     pack = _pack(tmp_path)
     common = dict(net="A", data=str(pack), batch=8, k_per_identity=2, images=32, workers=0, warmup_steps=1, ckpt_every=2,
