@@ -14,13 +14,19 @@ from .conftest import REPO, describe_failure
 #: tile path the running CPU has (tiles.available_paths(): arm_dot + portable on the A76, portable on the A53);
 #: kept to these so the emulated set stays small
 KERNEL_TEST_FILES = ("tests/kernels/test_kernels_bitexact.py", "tests/kernels/test_tiles.py", "tests/kernels/test_quant.py")
+#: left out under emulation: path-selection and allocation checks that each start more interpreters (a fresh
+#: numba import and compile in qemu costs 5-15 s each) and say nothing about arithmetic on this ISA; the
+#: selection on these CPUs is checked below and in test_tiles_arm_dot.py
+DESELECTED = ("test_forcing_each_available_path_runs_it", "test_a_frame_allocates_nothing_on_the_tile_paths")
 
 
 @pytest.mark.slow
 def test_kernel_suite_is_bit_exact_on_every_emulated_cpu(all_cpus):
     files = [f for f in KERNEL_TEST_FILES if (REPO / f).is_file()]
     assert files, f"none of {KERNEL_TEST_FILES} exists"
-    results = all_cpus.run(lambda cpu: ["-m", "pytest", "-q", "-p", "no:cacheprovider", *files], timeout_s=900)
+    deselect = " and ".join(f"not {name}" for name in DESELECTED)
+    results = all_cpus.run(lambda cpu: ["-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", deselect, *files],
+                           timeout_s=900)
     for cpu, done in results.items():
         assert done.returncode == 0, describe_failure(cpu, done)
         summary = done.stdout.strip().splitlines()[-1]
