@@ -17,6 +17,7 @@ mkdir -p "$OUT/a_gpu" "$OUT/pvm"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader > "$OUT/gpu.txt" || true
 python -m wearface.host_tools.cli train --net A --data "$PACK" --out "$OUT/a_gpu" --device cuda --epochs 1000 \
     --time-budget-min "$MINUTES" --batch 256 --k-per-identity 4 --workers "$WORKERS" --channels-last \
+    --distance-scale 4 --theta 5 \
     --ckpt-every 1000 --no-progress 2>&1 | grep -v Warning | tee "$OUT/a_gpu/log.txt"
 python -m wearface.host_tools.experiments.pairs_vs_multibatch --data "$PACK" --out "$OUT/pvm" --images "$PVM_IMAGES" \
     --device cuda --workers "$WORKERS" --eval-every 100 2>&1 | grep -v Warning | tee "$OUT/pvm/log.txt"
