@@ -19,7 +19,8 @@ once and every pair keeps a constant-size gradient (a linear "pull positives, pu
 Our 75-minute CPU run with s = 1 ended with 5% of the held-out negative pairs within d < 0.013 of each
 other (clusters of identities collapsed onto one point).  With s = 4 and θ = 5 the hinge is zero for positives
 closer than d = 1 and negatives farther than d = 1.5: a margin loss that stops pushing easy pairs.
-Not yet measured.
+Measured (docs/RESULTS.md): model A after 25,600 images reaches 74.1% LFW dev accuracy with s = 4, θ = 5,
+against 62.2% with s = 1, θ = 1, everything else equal.
 
 θ: fixed by default (``theta=1.0``); ``learn_theta=True`` makes it a parameter the optimizer updates (it then
 goes in the checkpoint with the loss module's state dict).
