@@ -20,5 +20,5 @@ python -m wearface.host_tools.cli train --net A --data "$PACK" --out "$OUT/a_gpu
     --distance-scale 4 --theta 5 \
     --ckpt-every 1000 --no-progress 2>&1 | grep -v Warning | tee "$OUT/a_gpu/log.txt"
 python -m wearface.host_tools.experiments.pairs_vs_multibatch --data "$PACK" --out "$OUT/pvm" --images "$PVM_IMAGES" \
-    --device cuda --workers "$WORKERS" --eval-every 100 2>&1 | grep -v Warning | tee "$OUT/pvm/log.txt"
+    --device cuda --workers "$WORKERS" --eval-every 100 --distance-scale 4 --theta 5 2>&1 | grep -v Warning | tee "$OUT/pvm/log.txt"
 rm -f "$OUT"/pvm/*/last.pt "$OUT"/pvm/*/best.pt "$OUT/a_gpu/last.pt"   # keep what comes back small

@@ -63,6 +63,8 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--warmup-steps", type=int, default=100)
+    ap.add_argument("--distance-scale", type=float, default=1.0, help="the hinge sees SCALE * d (losses.py)")
+    ap.add_argument("--theta", type=float, default=1.0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--plot-only", action="store_true", help="only redraw the plot from the histories")
@@ -74,7 +76,7 @@ def main(argv=None) -> int:
         if not args.plot_only:
             cfg = TrainConfig(net="A", data=args.data, out=str(run_dir), device=args.device, images=args.images,
                               batch=args.batch, loss=loss, weighting="balanced", lr=args.lr, seed=args.seed,
-                              warmup_steps=args.warmup_steps,
+                              warmup_steps=args.warmup_steps, distance_scale=args.distance_scale, theta=args.theta,
                               workers=args.workers, threads=args.threads, eval_every_steps=args.eval_every,
                               ckpt_every=args.eval_every)
             if not args.resume and (run_dir / "history.jsonl").exists():
@@ -82,7 +84,8 @@ def main(argv=None) -> int:
             Trainer(cfg, resume=args.resume, progress=False).run()
         histories[loss] = read_history(run_dir / "history.jsonl")
     plot(histories, out / "pairs_vs_multibatch.png",
-         f"model A, batch {args.batch}, {args.images} images seen per run, device {args.device}")
+         f"model A, batch {args.batch}, {args.images} images seen per run, distance scale {args.distance_scale:g}, "
+         f"θ {args.theta:g}, device {args.device}")
     for loss, rows in histories.items():
         last = rows[-1]
         print(f"{loss}: images {last['images_seen']}, train {last['train_fixed_loss']:.4f}, test {last['val_loss']:.4f}, "
