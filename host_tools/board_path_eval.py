@@ -1,0 +1,94 @@
+"""LFW View 2 through the exact board path: detect -> int8 alignment net -> 112 crop -> int8 embedding net.
+
+One job: score a *bundle* the way a board would see LFW faces.  Each LFW128 image is pasted into a grey
+frame (the detector needs context around the face), the board's own ``FaceModel`` (firmware/facemodel.py:
+OpenCV cascade with the board file's detector settings, the bundle's int8 alignment net, the int8 embedding
+net on the kernels' fastest path) embeds it, and the pairs are scored with the standard 10-fold protocol
+(threshold from the other 9 folds).  Where the detector finds no face, the face's known LFW frame is used
+instead, and the count of such images is reported beside the accuracy — never hidden.
+Must not be imported by the firmware.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import data as D
+from . import evaluate as E
+
+#: grey border (px) around the 128x128 LFW image, so the cascade sees the whole head
+PAD_PX = 64
+PAD_VALUE = 128
+
+
+@dataclass
+class BoardPathResult:
+    result: E.VerificationResult
+    images: int
+    undetected: int
+
+
+def subset_pairs(pairs: D.PairsFile, per_fold_half: int) -> D.PairsFile:
+    """The first ``per_fold_half`` matched and mismatched pairs of every fold (for quick runs and tests)."""
+    if per_fold_half <= 0 or per_fold_half >= pairs.n_per_half:
+        return pairs
+    keep = []
+    for fold in range(pairs.n_folds):
+        fold_pairs = [p for p in pairs.pairs if p.fold == fold]
+        keep += fold_pairs[:per_fold_half] + fold_pairs[pairs.n_per_half: pairs.n_per_half + per_fold_half]
+    return D.PairsFile(pairs.n_folds, per_fold_half, tuple(keep))
+
+
+class BoardPathCropper:
+    """``crop(lfw128_rgb) -> uint8 (112, 112, 3) RGB`` as the board makes it; counts detector misses."""
+
+    def __init__(self, face_model):
+        from wearface.firmware import align as geo
+
+        self.model, self.geo = face_model, geo
+        self.undetected = 0
+        side = 128 + 2 * PAD_PX
+        self.frame = np.full((side, side, 3), PAD_VALUE, np.uint8)
+        # the canonical 112 frame is LFW128[8:120]: its centre in the padded frame
+        centre = PAD_PX + 8 + geo.FRAME_CENTRE
+        self.known_window = geo.window_from_params((centre, centre), 1.0, 0.0)
+
+    def crop(self, lfw128_rgb: np.ndarray) -> np.ndarray:
+        frame = self.frame
+        frame[PAD_PX:PAD_PX + 128, PAD_PX:PAD_PX + 128] = lfw128_rgb[:, :, ::-1]  # the board's frames are BGR
+        boxes = self.model.detect(frame)
+        if boxes:
+            crop, _ = self.model.align(frame, boxes[0])
+        else:
+            self.undetected += 1
+            crop, _ = self.model.align_window(frame, self.known_window)
+        return crop
+
+
+def evaluate_bundle_board_path(bundle_path: str | Path, board_path: str | Path, lfw_root: str | Path,
+                               pairs_path: str | Path | None = None, per_fold_half: int = 0,
+                               progress: bool = False) -> BoardPathResult:
+    """Verify the bundle for the board (signature, golden vectors), then score LFW through the board path."""
+    from wearface.firmware.board import load_board
+    from wearface.firmware.bundle import verify_bundle
+    from wearface.firmware.facemodel import FaceModel
+
+    board = load_board(board_path)
+    bundle = verify_bundle(Path(bundle_path).read_bytes(), list(board.public_keys), board.compatible,
+                           name=str(bundle_path))
+    cropper = BoardPathCropper(FaceModel(board, bundle))
+    lfw_zip, default_pairs, _ = D.lfw_paths(lfw_root)
+    pairs = subset_pairs(D.read_pairs(pairs_path or default_pairs), per_fold_half)
+    lfw = D.LfwImages(lfw_zip)
+
+    def image_of(name: str, index: int) -> np.ndarray:
+        member = D.lfw_member(name, index)
+        return cropper.crop(D.decode_jpeg_rgb(lfw.raw_bytes(name, index), member))
+
+    def embed(crops: np.ndarray) -> np.ndarray:
+        return np.stack([cropper.model.embed(c) for c in crops])
+
+    result = E.verify_pairs(embed, pairs, image_of, batch=64, progress=progress)
+    return BoardPathResult(result, len(D.pair_images(pairs)), cropper.undetected)

@@ -1,0 +1,25 @@
+"""LFW through the exact board path (detect -> int8 align -> int8 embed) with the shipped bundle."""
+from pathlib import Path
+
+import numpy as np
+
+from wearface.host_tools import data as D
+from wearface.host_tools.board_path_eval import evaluate_bundle_board_path, subset_pairs
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_subset_keeps_every_fold_and_both_halves():
+    pairs = D.parse_pairs("2\t2\n" + "".join(
+        f"a{f}\t1\t2\n" if i < 2 else f"a{f}\t1\tb{f}\t1\n" for f in range(2) for i in range(4)), "t")
+    sub = subset_pairs(pairs, 1)
+    assert sub.n_per_half == 1 and len(sub.pairs) == 4
+    assert list(sub.folds()) == [0, 0, 1, 1] and list(sub.same()) == [True, False, True, False]
+
+
+def test_shipped_bundle_tells_lfw_pairs_apart_through_the_board_path(shared_data):
+    out = evaluate_bundle_board_path(REPO / "models" / "default.wfb", REPO / "boards" / "virtual.toml",
+                                     shared_data / "lfw", per_fold_half=10)
+    assert len(out.result.accuracies) == 10 and out.images > 250
+    assert out.undetected <= 0.05 * out.images
+    assert np.mean(out.result.accuracies) >= 0.70  # random nets score ~0.5
