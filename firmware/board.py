@@ -39,6 +39,9 @@ class CpuConfig:
     dotprod: bool = False
     ghz: float = 0.0
     cores: int = 1
+    #: sustained one-thread int8 multiply-accumulate rate of the board's kernels path, GMAC/s; predicts a net's
+    #: latency (`wearface bundle inspect`).  0 = unknown.  Each board file says whether it is measured.
+    int8_gmac_per_s: float = 0.0
 
 
 @dataclass(frozen=True)
