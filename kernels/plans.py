@@ -117,10 +117,9 @@ def _padded_buffer(shape: tuple, consumer) -> tuple:
     return full, full, 0
 
 
-def build_exact_gemm_plan(qnet: QuantizedNet, rows: list, fuse: bool) -> Plan:
-    """Plan of the float32-BLAS path on exact integers (``exact_gemm.py``): one step per layer."""
-    plan = Plan()
-    layers = qnet.layers
+def _layer_groups(layers: list, fuse: bool) -> list:
+    """Layer indices in execution groups: a conv followed by a max-pool is one group when ``fuse``
+    (the pool runs on the conv's int32 accumulators), every other layer a group of its own."""
     groups, i = [], 0
     while i < len(layers):
         if fuse and isinstance(layers[i], QConv) and i + 1 < len(layers) and isinstance(layers[i + 1], QMaxPool):
@@ -129,6 +128,14 @@ def build_exact_gemm_plan(qnet: QuantizedNet, rows: list, fuse: bool) -> Plan:
         else:
             groups.append((i,))
             i += 1
+    return groups
+
+
+def build_exact_gemm_plan(qnet: QuantizedNet, rows: list, fuse: bool) -> Plan:
+    """Plan of the float32-BLAS path on exact integers (``exact_gemm.py``): one step per layer."""
+    plan = Plan()
+    layers = qnet.layers
+    groups = _layer_groups(layers, fuse)
     x_full, plan.input, _ = _padded_buffer(tuple(qnet.spec.input_shape), layers[0])
     for g_index, group in enumerate(groups):
         q, row = layers[group[0]], rows[group[0]]
@@ -254,14 +261,7 @@ def build_int_plan(qnet: QuantizedNet, rows: list, fuse: bool) -> Plan:
     (``fuse_nin_blocks`` then merges each NIN block into one call)."""
     plan = Plan()
     layers = qnet.layers
-    groups, i = [], 0
-    while i < len(layers):
-        if fuse and isinstance(layers[i], QConv) and i + 1 < len(layers) and isinstance(layers[i + 1], QMaxPool):
-            groups.append((i, i + 1))
-            i += 2
-        else:
-            groups.append((i,))
-            i += 1
+    groups = _layer_groups(layers, fuse)
     x_full, plan.input, _ = _int16_buffer(tuple(qnet.spec.input_shape), layers[0])
     for g_index, group in enumerate(groups):
         q, row = layers[group[0]], rows[group[0]]
