@@ -94,11 +94,15 @@ def verify_pairs(embed: Callable[[np.ndarray], np.ndarray], pairs: D.PairsFile, 
     from tqdm import tqdm
 
     keys = D.pair_images(pairs)
-    index = {k: i for i, k in enumerate(keys)}
     emb = []
     for s in tqdm(range(0, len(keys), batch), desc="embed", disable=not progress, unit="batch"):
         emb.append(np.asarray(embed(np.stack([image_of(*k) for k in keys[s : s + batch]])), dtype=np.float64))
-    emb = np.concatenate(emb)
+    return score_pairs(np.concatenate(emb), keys, pairs)
+
+
+def score_pairs(emb: np.ndarray, keys: list, pairs: D.PairsFile) -> VerificationResult:
+    """k-fold result from embeddings ``emb[j]`` of the images ``keys[j]`` = (name, index) the pairs use."""
+    index = {k: i for i, k in enumerate(keys)}
     a = np.array([index[(p.name1, p.index1)] for p in pairs.pairs])
     b = np.array([index[(p.name2, p.index2)] for p in pairs.pairs])
     dist = np.linalg.norm(emb[a] - emb[b], axis=1)

@@ -162,3 +162,44 @@ class GlobalBatchLoss(nn.Module):
         all_labels = [torch.empty_like(labels) for _ in range(dist.get_world_size())]
         dist.all_gather(all_labels, labels)
         return self.loss(gather_with_grad(embeddings), torch.cat(all_labels))
+
+
+class DistillationLoss(nn.Module):
+    """Relational (all-pairs) distillation from a teacher's embeddings, plus an optional direct term.
+
+    ``forward(student (k, d), teacher (k, d)) -> scalar``; both L2-normalised rows (the teacher's dlib
+    descriptors are normalised once when loaded).  Terms:
+
+    * relational: ``relational * mean_{i<j} (|s_i - s_j| - |t_i - t_j|)²`` — the student's all-pairs distance
+      matrix matched to the teacher's: the multibatch idea applied to distillation, (k² - k)/2 targets for
+      the price of k embeddings, and no identity labels needed.  Distances in [0, 2] (unit vectors).
+    * direct: ``direct * mean_i (1 - cos(s_i, t_i))`` — pulls each embedding onto its teacher descriptor
+      (both are 128-d); 0 disables it.
+
+    Defaults (relational 2, direct 1) are the recipe measured in ``shared/FINDINGS.md`` (88.7% LFW after 40
+    CPU-minutes on celeba_more alone).
+    """
+
+    def __init__(self, relational: float = 2.0, direct: float = 1.0):
+        super().__init__()
+        if relational < 0 or direct < 0 or relational + direct == 0:
+            raise HostToolError(f"distillation weights must be >= 0 and not both 0, got relational={relational}, direct={direct}")
+        self.relational, self.direct = float(relational), float(direct)
+
+    def forward(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+        k = student.shape[0]
+        if teacher.shape != student.shape or k < 2:
+            raise HostToolError(f"distillation needs matching (k >= 2, d) student and teacher batches, got "
+                                f"{tuple(student.shape)} and {tuple(teacher.shape)}")
+        total = student.new_zeros(())
+        if self.relational:
+            iu = torch.triu_indices(k, k, offset=1, device=student.device)
+            ds = pair_distances(student)[iu[0], iu[1]]
+            dt = pair_distances(teacher)[iu[0], iu[1]]
+            total = total + self.relational * ((ds - dt) ** 2).mean()
+        if self.direct:
+            total = total + self.direct * (1.0 - (student * teacher).sum(1)).mean()
+        return total
+
+    def extra_repr(self) -> str:
+        return f"relational={self.relational:g}, direct={self.direct:g}"

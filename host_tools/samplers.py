@@ -21,7 +21,7 @@ def _groups(labels: np.ndarray) -> dict[int, np.ndarray]:
 class PKBatchSampler:
     """Batches of ``p`` distinct identities x ``k`` images each (batch size p*k), every batch has positives.
 
-    Only identities with 2 or more images are drawn.  Identities are visited in a random order without
+    Only identities with 2 or more images are drawn; negative labels mean "no identity" and are never drawn.  Identities are visited in a random order without
     replacement (re-shuffled when exhausted); within an identity, images are drawn without replacement if it
     has at least ``k``, else with replacement (so a small identity can repeat an image within a batch).
     ``n_batches`` per epoch (default: images // (p*k)).
@@ -30,7 +30,7 @@ class PKBatchSampler:
     def __init__(self, labels, p: int, k: int, n_batches: int | None = None, seed: int = 0):
         if p < 2 or k < 2:
             raise HostToolError(f"P x K sampler needs p >= 2 identities and k >= 2 images each, got {p} x {k}")
-        self.groups = {i: g for i, g in _groups(labels).items() if len(g) >= 2}
+        self.groups = {i: g for i, g in _groups(labels).items() if i >= 0 and len(g) >= 2}
         if len(self.groups) < p:
             raise HostToolError(f"P x K sampler: only {len(self.groups)} identities have 2+ images, batch needs p={p}")
         self.p, self.k, self.seed, self.epoch = p, k, seed, 0
@@ -97,3 +97,31 @@ class PairBatchSampler:
                     batch.extend([int(rng.choice(self.groups[int(a)])), int(rng.choice(self.groups[int(b)]))])
             order = rng.permutation(self.n_pairs)  # mix positive and negative pairs within the batch
             yield [batch[2 * o + s] for o in order for s in (0, 1)]
+
+
+class MixedBatchSampler:
+    """A P x K batch plus ``extra`` images drawn uniformly from ``pool`` (indices of images the P x K draw
+    never picks: singletons, faces without identity labels).  For distillation, whose relational term wants
+    every face while the hinge wants positives.  Deterministic given ``(seed, epoch)`` like the P x K sampler."""
+
+    def __init__(self, pk: PKBatchSampler, pool, extra: int, seed: int = 0):
+        self.pk, self.pool, self.extra, self.seed = pk, np.asarray(pool, dtype=np.int64), int(extra), seed
+        if self.extra < 0 or (self.extra and not len(self.pool)):
+            raise HostToolError(f"mixed batches: cannot draw {extra} extra images from a pool of {len(self.pool)}")
+
+    @property
+    def epoch(self) -> int:
+        return self.pk.epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        self.pk.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.pk)
+
+    def __iter__(self):
+        rng = np.random.default_rng([self.seed, self.pk.epoch, 7])
+        for batch in self.pk:
+            if self.extra:
+                batch = batch + rng.choice(self.pool, size=self.extra, replace=len(self.pool) < self.extra).tolist()
+            yield batch

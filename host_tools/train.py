@@ -36,9 +36,10 @@ from wearface.kernels import nets
 
 from . import data as D
 from . import evaluate as E
+from . import teacher as T
 from .errors import HostToolError
-from .losses import GlobalBatchLoss, MultibatchLoss, build_loss
-from .samplers import PairBatchSampler, PKBatchSampler
+from .losses import DistillationLoss, GlobalBatchLoss, MultibatchLoss, build_loss
+from .samplers import MixedBatchSampler, PairBatchSampler, PKBatchSampler
 from .torch_nets import build_torch_net, to_input
 
 
@@ -76,25 +77,48 @@ class TrainConfig:
     eval_every_steps: int = 0  # if > 0: also log a history row every N steps (else once per epoch)
     threads: int = 0  # torch CPU threads (0: torch's default)
     lfw: str = ""  # LFW folder (default: <data>/lfw when data is a folder; the pack's own dev images otherwise)
+    # distillation (losses.DistillationLoss) from the teacher descriptors cached by ``wearface teacher descriptors``
+    teacher: str = ""  # cache file; "" = no distillation
+    distill_relational: float = 2.0
+    distill_direct: float = 1.0
+    hinge_weight: float = 1.0  # weight of the identity hinge next to the distillation terms (0: distillation only)
+    all_faces: bool = False  # keep singleton identities in training (P x K never draws them: they come as extras)
+    extra_per_batch: int = 0  # images per batch drawn from singletons and video faces, on top of batch - extra P x K ones
+    video: tuple = ()  # videos whose faces (cut as the board cuts them) join training without labels; needs a teacher
+    video_bundle: str = "models/default.wfb"  # whose alignment net frames the video faces
+    video_stride: int = 3
     extra: dict = field(default_factory=dict)
 
 
 class FaceDataset(Dataset):
-    """``dataset[(i, aug_seed)] -> (uint8 (112, 112, 3) RGB tensor, label)``; augmented iff ``augment``."""
+    """``dataset[(i, aug_seed)] -> (uint8 (112, 112, 3) RGB tensor, label[, teacher descriptor])``.
 
-    def __init__(self, records: D.FaceRecords, augment: D.Augment | None):
-        self.records, self.augment = records, augment
-        self.labels = records.labels()
+    Images ``0..len(records)-1`` are the records (labels 0..n_identities-1), then ``extra_images`` (label -1:
+    no identity).  ``teacher``: (len(self), 128) float32 L2-normalised targets, returned as a third item (taken
+    on the un-augmented image: the student learns to give an augmented face its clean face's place).
+    Augmented iff ``augment``."""
+
+    def __init__(self, records: D.FaceRecords, augment: D.Augment | None, extra_images: list | tuple = (),
+                 teacher: np.ndarray | None = None):
+        self.records, self.augment, self.extra = records, augment, list(extra_images)
+        self.labels = np.concatenate([records.labels(), np.full(len(self.extra), -1, dtype=np.int64)])
+        if teacher is not None and teacher.shape[0] != len(self.labels):
+            raise HostToolError(f"{teacher.shape[0]} teacher descriptors for {len(self.labels)} images")
+        self.teacher = teacher
 
     def __len__(self) -> int:
-        return len(self.records)
+        return len(self.labels)
 
     def __getitem__(self, item):
         i, aug_seed = item
-        img = self.records.decode(i)
+        n = len(self.records)
+        img = self.records.decode(i) if i < n else self.extra[i - n]
         if self.augment is not None:
             img = self.augment(img, np.random.default_rng(aug_seed))
-        return torch.from_numpy(np.ascontiguousarray(img)), int(self.labels[i])
+        out = torch.from_numpy(np.ascontiguousarray(img)), int(self.labels[i])
+        if self.teacher is None:
+            return out
+        return (*out, torch.from_numpy(self.teacher[i]))
 
 
 class SeededBatches:
@@ -136,8 +160,10 @@ def load_training_data(cfg: TrainConfig):
     root = Path(cfg.data)
     if not root.is_dir():
         raise HostToolError(f"--data {cfg.data}: neither a data folder nor a .npz pack")
-    records = D.drop_singletons(D.load_celeba(root, cfg.subsets))
-    train, val = D.split_by_identity(records, cfg.val_fraction, cfg.seed)
+    everything = D.load_celeba(root, cfg.subsets)
+    train, val = D.split_by_identity(D.drop_singletons(everything), cfg.val_fraction, cfg.seed)
+    if cfg.all_faces:  # the same val identities; the singletons join train (as extras: P x K never draws them)
+        train = everything.subset(np.flatnonzero(~np.isin(everything.identities, val.identities)))
     lfw_zip, _, dev_path = D.lfw_paths(cfg.lfw or root)
     dev, image_of = None, None
     if lfw_zip.is_file() and dev_path.is_file():
@@ -176,7 +202,10 @@ class Trainer:
         self.train_records, self.val_records, dev, self.image_of = load_training_data(cfg)
         self.dev_pairs = dev_folds(dev) if dev is not None else None
         self._dev_cache: dict = {}
-        self.train_set = FaceDataset(self.train_records, D.Augment() if cfg.augment else None)
+        video_faces = self._video_faces()
+        teacher = self._teacher_targets([T.celeba_key(f) for f in self.train_records.celeba_files] + [k for k, _ in video_faces])
+        self.train_set = FaceDataset(self.train_records, D.Augment() if cfg.augment else None, [c for _, c in video_faces], teacher)
+        self.distill = DistillationLoss(cfg.distill_relational, cfg.distill_direct).to(self.device) if cfg.teacher else None
         self.val_set = FaceDataset(self.val_records, None)
 
         spec = nets.get_net(cfg.net)
@@ -211,6 +240,37 @@ class Trainer:
             (self.out / "config.json").write_text(json.dumps(asdict(self.cfg), indent=1, default=list))
 
     # ------------------------------------------------------------------------------------------- pieces
+    def _video_faces(self) -> list:
+        cfg = self.cfg
+        if not cfg.video:
+            return []
+        if not cfg.teacher:
+            raise HostToolError("--video faces carry no identity labels: they need --teacher (distillation)")
+        from .video_faces import video_face_crops
+
+        return [kc for v in cfg.video for kc in video_face_crops(v, cfg.video_bundle, cfg.video_stride)]
+
+    def _teacher_targets(self, keys: list[str]) -> np.ndarray | None:
+        """(len(keys), 128) L2-normalised teacher descriptors, or None without a teacher; every key must be cached."""
+        if not self.cfg.teacher:
+            return None
+        desc, found = T.load_cache(self.cfg.teacher).lookup(keys)
+        if not found.all():
+            missing = [k for k, f in zip(keys, found) if not f]
+            raise HostToolError(f"--teacher {self.cfg.teacher}: {len(missing)} of {len(keys)} training images have no "
+                                f"teacher descriptor (first: {missing[0]}); run `wearface teacher descriptors` on the same data")
+        return desc / np.linalg.norm(desc, axis=1, keepdims=True)
+
+    def objective(self, emb: torch.Tensor, labels: torch.Tensor, teacher: torch.Tensor | None) -> torch.Tensor:
+        """hinge_weight x identity hinge (on the labelled rows) + distillation (on every row, if a teacher)."""
+        total = emb.new_zeros(())
+        if self.cfg.hinge_weight:
+            keep = labels >= 0
+            total = total + self.cfg.hinge_weight * self.train_loss(emb[keep], labels[keep])
+        if self.distill is not None:
+            total = total + self.distill(emb, teacher)
+        return total
+
     def _lr_factor(self, step: int) -> float:
         """Linear warm-up, then cosine decay to 0 at the last step."""
         if step < self.cfg.warmup_steps:
@@ -221,8 +281,16 @@ class Trainer:
     def _sampler(self, labels: np.ndarray, n_batches: int | None, seed: int):
         cfg = self.cfg
         if cfg.loss == "pairs":
+            if cfg.extra_per_batch or cfg.video:
+                raise HostToolError("extra images per batch (singletons, video faces) need --loss multibatch")
             return PairBatchSampler(labels, cfg.batch // 2, cfg.pairs_positive_fraction, n_batches, seed)
-        return PKBatchSampler(labels, cfg.batch // cfg.k_per_identity, cfg.k_per_identity, n_batches, seed)
+        extra = cfg.extra_per_batch
+        pk = PKBatchSampler(labels, (cfg.batch - extra) // cfg.k_per_identity, cfg.k_per_identity, n_batches, seed)
+        if not extra:
+            return pk
+        ids, counts = np.unique(labels, return_counts=True)
+        pool = np.flatnonzero((labels < 0) | np.isin(labels, ids[counts < 2]))
+        return MixedBatchSampler(pk, pool, extra, seed)
 
     def _loader(self, dataset: FaceDataset, batches: SeededBatches) -> DataLoader:
         workers = self.cfg.workers
@@ -406,9 +474,9 @@ class Trainer:
             sampler.set_epoch(self.epoch)
             losses, t0 = [], time.perf_counter()
             epoch_t0 = t0
-            for images, labels in self._loader(self.train_set, SeededBatches(sampler, cfg.seed, skip, self.rank, self.world)):
+            for images, labels, *teacher in self._loader(self.train_set, SeededBatches(sampler, cfg.seed, skip, self.rank, self.world)):
                 emb = self.train_model(self._to_device(images))
-                loss = self.train_loss(emb, labels.to(self.device))
+                loss = self.objective(emb, labels.to(self.device), teacher[0].to(self.device) if teacher else None)
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 self.optimizer.step()

@@ -8,7 +8,7 @@ PY=${PYTHON:-python3}
 if ! $PY -c "import torch" 2>/dev/null; then
   $PY -m pip install -q --disable-pip-version-check torch==2.13.0
 fi
-$PY -m pip install -q --disable-pip-version-check -e ".[train,test,litert,bench]"
+$PY -m pip install -q --disable-pip-version-check -e ".[train,test,litert,bench,distill]"
 # qemu-user-static runs the board code on the aarch64 instruction set (tests/arm64, `wearface board emulate`).
 if ! command -v qemu-aarch64-static >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

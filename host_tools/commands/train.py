@@ -36,6 +36,16 @@ def register(sub) -> None:
     p.add_argument("--no-augment", action="store_true")
     p.add_argument("--subsets", default="wild,more,align", help="CelebA subsets (data folder only)")
     p.add_argument("--lfw", default="", help="LFW folder for the dev accuracy (default: <data>/lfw)")
+    d = p.add_argument_group("distillation", "from the dlib teacher's cached descriptors (`wearface teacher descriptors`)")
+    d.add_argument("--teacher", default="", help="teacher descriptor cache (.npz): adds the distillation loss")
+    d.add_argument("--distill-relational", type=float, default=2.0, help="weight of the all-pairs distance-matrix term")
+    d.add_argument("--distill-direct", type=float, default=1.0, help="weight of the 1 - cos(student, teacher) term (0: off)")
+    d.add_argument("--hinge-weight", type=float, default=1.0, help="weight of the identity hinge (0: distillation only)")
+    d.add_argument("--all-faces", action="store_true", help="keep singleton identities in training (drawn as extras)")
+    d.add_argument("--extra-per-batch", type=int, default=0, help="images per batch from singletons and video faces")
+    d.add_argument("--video", action="append", default=[], help="a video whose faces join training unlabelled (repeatable)")
+    d.add_argument("--video-bundle", default="models/default.wfb", help="bundle whose alignment net frames the video faces")
+    d.add_argument("--video-stride", type=int, default=3, help="every Nth video frame")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run_train)
@@ -84,6 +94,9 @@ def run_train(args) -> int:
         warmup_steps=args.warmup_steps, seed=args.seed, workers=args.workers, threads=args.threads,
         ckpt_every=args.ckpt_every, eval_every_steps=args.eval_every_steps, channels_last=args.channels_last, batchnorm=not args.no_batchnorm,
         augment=not args.no_augment, subsets=tuple(args.subsets.split(",")), lfw=args.lfw,
+        teacher=args.teacher, distill_relational=args.distill_relational, distill_direct=args.distill_direct,
+        hinge_weight=args.hinge_weight, all_faces=args.all_faces, extra_per_batch=args.extra_per_batch,
+        video=tuple(args.video), video_bundle=args.video_bundle, video_stride=args.video_stride,
     )
     Trainer(cfg, resume=args.resume, progress=not args.no_progress).run()
     return 0
