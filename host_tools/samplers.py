@@ -125,3 +125,30 @@ class MixedBatchSampler:
             if self.extra:
                 batch = batch + rng.choice(self.pool, size=self.extra, replace=len(self.pool) < self.extra).tolist()
             yield batch
+
+
+class UniformBatchSampler:
+    """Batches of ``batch`` indices drawn uniformly without replacement from ``range(n)`` (re-shuffled when
+    exhausted): no label involved, for distillation without identities."""
+
+    def __init__(self, n: int, batch: int, n_batches: int | None = None, seed: int = 0):
+        if batch < 2 or n < batch:
+            raise HostToolError(f"uniform batches of {batch} need at least {batch} images, have {n}")
+        self.n, self.batch, self.seed, self.epoch = n, batch, seed, 0
+        self.n_batches = n_batches if n_batches is not None else n // batch
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.n_batches
+
+    def __iter__(self):
+        rng = np.random.default_rng([self.seed, self.epoch, 3])
+        usable = self.n - self.n % self.batch  # whole batches per shuffle; the leftover waits for the next one
+        order = rng.permutation(self.n)
+        for b in range(self.n_batches):
+            s = (b * self.batch) % usable
+            if s == 0 and b:
+                order = rng.permutation(self.n)
+            yield order[s : s + self.batch].tolist()

@@ -39,7 +39,7 @@ from . import evaluate as E
 from . import teacher as T
 from .errors import HostToolError
 from .losses import DistillationLoss, GlobalBatchLoss, MultibatchLoss, build_loss
-from .samplers import MixedBatchSampler, PairBatchSampler, PKBatchSampler
+from .samplers import MixedBatchSampler, PairBatchSampler, PKBatchSampler, UniformBatchSampler
 from .torch_nets import build_torch_net, to_input
 
 
@@ -284,6 +284,8 @@ class Trainer:
             if cfg.extra_per_batch or cfg.video:
                 raise HostToolError("extra images per batch (singletons, video faces) need --loss multibatch")
             return PairBatchSampler(labels, cfg.batch // 2, cfg.pairs_positive_fraction, n_batches, seed)
+        if cfg.teacher and not cfg.hinge_weight:  # distillation alone: batches need no identity at all
+            return UniformBatchSampler(len(labels), cfg.batch, n_batches, seed)
         extra = cfg.extra_per_batch
         pk = PKBatchSampler(labels, (cfg.batch - extra) // cfg.k_per_identity, cfg.k_per_identity, n_batches, seed)
         if not extra:

@@ -238,3 +238,16 @@ def test_video_faces_without_a_teacher_are_refused(tmp_path):
                       video=("clip.mp4",))
     with pytest.raises(HostToolError, match="need --teacher"):
         Trainer(cfg, progress=False)
+
+
+def test_uniform_batches_are_full_distinct_and_cover_every_image():
+    from wearface.host_tools.samplers import UniformBatchSampler
+
+    s = UniformBatchSampler(10, 4, n_batches=10, seed=0)
+    s.set_epoch(2)
+    batches = list(s)
+    assert all(len(b) == 4 and len(set(b)) == 4 for b in batches)
+    assert set().union(*map(set, batches)) == set(range(10))
+    assert list(s) == batches
+    with pytest.raises(HostToolError, match="at least 4"):
+        UniformBatchSampler(3, 4)
