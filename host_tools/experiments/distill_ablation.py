@@ -9,7 +9,7 @@ cosine decay, augmentation, images seen, the hinge's distance scale and θ):
 * ``+distill``: multibatch-balanced + the relational and direct distillation terms (``losses.DistillationLoss``)
   against the dlib teacher's cached descriptors;
 * ``+distill, every face``: as ``+distill`` plus the singleton identities and the shared video's faces (no labels
-  used for them) drawn as 32 extra images per batch;
+  used for them) drawn as 10 extra images per batch (their share of all images);
 * ``distill only``: the distillation terms alone (hinge weight 0), every face, uniform random batches: no
   identity label used at all.
 
@@ -95,7 +95,8 @@ def main(argv=None) -> int:
     ap.add_argument("--net", default="A")
     ap.add_argument("--images", type=int, default=200_000, help="images seen per row")
     ap.add_argument("--batch", type=int, default=128)
-    ap.add_argument("--extra-per-batch", type=int, default=32, help="every-face rows: extras per batch (of --batch)")
+    ap.add_argument("--extra-per-batch", type=int, default=10,
+                    help="every-face rows: extras per batch (of --batch; 10 of 128 is their share of the images)")
     ap.add_argument("--eval-every", type=int, default=0, help="steps between LFW dev evaluations (0: each epoch)")
     ap.add_argument("--distance-scale", type=float, default=4.0)
     ap.add_argument("--theta", type=float, default=5.0)
