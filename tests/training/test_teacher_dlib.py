@@ -37,3 +37,14 @@ def test_teacher_puts_the_same_person_closer_than_different_people(teacher, shar
 def test_teacher_refuses_a_non_rgb_image(teacher):
     with pytest.raises(D.DataError, match="uint8 RGB"):
         teacher(np.zeros((112, 112), np.uint8))
+
+
+def test_lfw_check_command_scores_the_teacher_and_caches_it(teacher, shared_data, tmp_path, capsys):
+    from wearface.host_tools.cli import main
+
+    cache = tmp_path / "lfw.npz"
+    assert main(["teacher", "lfw-check", "--lfw", str(shared_data / "lfw"), "--cache", str(cache), "--per-fold", "1",
+                 "--workers", "1", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "20 pairs" in out and "accuracy" in out
+    assert len(T.load_cache(cache)) > 0
