@@ -8,7 +8,7 @@ cosine decay, augmentation, images seen, the hinge's distance scale and θ):
 * ``multibatch-balanced``: the same, positive and negative pair losses averaged separately;
 * ``+distill``: multibatch-balanced + the relational and direct distillation terms (``losses.DistillationLoss``)
   against the dlib teacher's cached descriptors;
-* ``+distill, every face``: as ``+distill`` plus the singleton identities and the shared video's faces (no labels
+* ``+distill (every face)``: as ``+distill`` plus the singleton identities and the shared video's faces (no labels
   used for them) drawn as 10 extra images per batch (their share of all images);
 * ``distill only``: the distillation terms alone (hinge weight 0), every face, uniform random batches: no
   identity label used at all.
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import platform
 import time
 from pathlib import Path
@@ -37,13 +38,13 @@ ROWS = {
     "multibatch-uniform": dict(loss="multibatch", weighting="uniform"),
     "multibatch-balanced": dict(loss="multibatch", weighting="balanced"),
     "+distill": dict(loss="multibatch", weighting="balanced", teacher=True),
-    "+distill, every face": dict(loss="multibatch", weighting="balanced", teacher=True, every_face=True),
+    "+distill (every face)": dict(loss="multibatch", weighting="balanced", teacher=True, every_face=True),
     "distill only": dict(loss="multibatch", weighting="balanced", teacher=True, every_face=True, hinge_weight=0.0),
 }
 
 
 def row_dir(out: Path, name: str) -> Path:
-    return out / name.replace("+", "plus-").replace(", ", "-").replace(" ", "-")
+    return out / re.sub(r"[^a-z0-9]+", "-", name.replace("+", "plus-")).strip("-")
 
 
 def row_config(name: str, args) -> TrainConfig:
