@@ -251,3 +251,23 @@ def test_uniform_batches_are_full_distinct_and_cover_every_image():
     assert list(s) == batches
     with pytest.raises(HostToolError, match="at least 4"):
         UniformBatchSampler(3, 4)
+
+
+def test_ablation_rows_differ_only_where_they_say():
+    import argparse
+
+    from wearface.host_tools.experiments import distill_ablation as A
+
+    args = argparse.Namespace(net="A", data="d", out="o", device="cpu", images=1000, batch=128, theta=5.0,
+                              distance_scale=4.0, lr=2e-3, seed=0, workers=1, threads=2, eval_every=0, teacher="t.npz",
+                              extra_per_batch=10, video=["v.mp4"], video_bundle="b.wfb")
+    cfgs = {name: A.row_config(name, args).__dict__ for name in A.ROWS}
+    assert cfgs["pairs"]["loss"] == "pairs" and not cfgs["pairs"]["teacher"]
+    assert cfgs["+distill"]["teacher"] == "t.npz" and not cfgs["+distill"]["all_faces"]
+    every = cfgs["+distill (every face)"]
+    assert every["all_faces"] and every["extra_per_batch"] == 10 and every["video"] == ("v.mp4",)
+    assert cfgs["distill only"]["hinge_weight"] == 0.0
+    assert abs(cfgs["+distill (hinge in teacher units)"]["distance_scale"] - 40 / 3) < 1e-9
+    same = ("net", "data", "images", "batch", "lr", "seed", "augment", "batchnorm", "k_per_identity")
+    assert all(len({str(c[k]) for c in cfgs.values()}) == 1 for k in same)
+    assert len({str(A.row_dir(__import__("pathlib").Path("o"), n)) for n in A.ROWS}) == len(A.ROWS)
