@@ -229,7 +229,7 @@ def test_distillation_alone_moves_the_student_toward_the_teacher_geometry(tmp_pa
         opt.zero_grad()
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     assert losses[-1] < losses[0]
 
 

@@ -41,6 +41,9 @@ def _worker(rank: int, init_file: str, queue) -> None:
         loss.backward()
         if rank == 0:
             queue.put((float(loss.detach()), {k: p.grad.numpy().copy() for k, p in model.module.named_parameters()}))
+        # both ranks leave their last collective before either tears the group down: without it gloo's
+        # teardown can race the other rank's pending work and abort it (seen once in CI: SIGABRT, exit -6)
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
