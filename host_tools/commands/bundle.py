@@ -296,6 +296,9 @@ def bundle_inspect(args) -> int:
         if isinstance(p, dict):
             desc = p.get("file") or p.get("kind")
             print(f"  provenance {role}: {desc} {('sha256 ' + p['sha256'][:16]) if p.get('sha256') else ''}".rstrip())
+            results = p.get("results")
+            if isinstance(results, dict) and isinstance(results.get("command"), str):
+                print(f"  trained {role}: {results['command']}")
     total_macs = 0
     mems = {}
     for role, net in b.nets.items():

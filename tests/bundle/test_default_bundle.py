@@ -19,3 +19,16 @@ def test_default_bundle_boots_on_the_virtual_board():
     assert b.threshold > 0 and b.golden
     if "celeba" in str(b.manifest["provenance"]).lower():
         assert any("non-commercial" in t for t in b.manifest["data_terms"])
+
+
+def test_default_bundle_manifest_records_how_its_embedding_net_was_trained(capsys):
+    from wearface.host_tools.cli import main
+
+    data = (REPO / "models" / "default.wfb").read_bytes()
+    board = load_board(REPO / "boards" / "virtual.toml")
+    b = verify_bundle(data, list(board.public_keys), board.compatible, name="models/default.wfb")
+    embed = b.manifest["provenance"]["embed"]
+    assert embed["kind"] == "checkpoint" and len(embed["sha256"]) == 64
+    assert embed["train_config"]["net"] == "A" and embed["results"]["command"].startswith("wearface train")
+    assert main(["bundle", "inspect", str(REPO / "models" / "default.wfb")]) == 0
+    assert "trained embed: wearface train --net A" in capsys.readouterr().out
