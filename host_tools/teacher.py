@@ -178,15 +178,16 @@ def celeba_key(celeba_file: str) -> str:
     return f"celeba:{celeba_file}"
 
 
-_TEACHER_FACTORY: Callable[[], Callable[[np.ndarray], np.ndarray]] = Teacher
-_WORKER_TEACHER = None
+_WORKER_TEACHER = None  # one per worker process, built by _start_worker
+
+
+def _start_worker(teacher_factory) -> None:
+    global _WORKER_TEACHER
+    _WORKER_TEACHER = teacher_factory()
 
 
 def _worker_embed(job):
-    """Pool worker: (keys, images) -> (keys, descriptors); the teacher loads once per process."""
-    global _WORKER_TEACHER
-    if _WORKER_TEACHER is None:
-        _WORKER_TEACHER = _TEACHER_FACTORY()
+    """Pool worker: (keys, images) -> (keys, descriptors)."""
     keys, images = job
     return keys, np.stack([_WORKER_TEACHER(im) for im in images])
 
@@ -199,7 +200,6 @@ def compute_descriptors(cache: DescriptorCache, items: Sequence[tuple[str, Calla
     ``load_image()`` -> 112x112x3 uint8 RGB (decoded in this process, embedded in ``workers`` processes; 0 means
     one per CPU).  Saves every ``save_every`` new descriptors and at the end.  ``teacher_factory`` builds the
     embedding function once per process (``Teacher``; tests pass a cheap stand-in)."""
-    global _TEACHER_FACTORY, _WORKER_TEACHER
     from multiprocessing import get_context
 
     from tqdm import tqdm
@@ -207,8 +207,6 @@ def compute_descriptors(cache: DescriptorCache, items: Sequence[tuple[str, Calla
     todo = [(k, f) for k, f in items if k not in cache]
     if not todo:
         return 0
-    if teacher_factory is not _TEACHER_FACTORY:  # the forked workers inherit the factory
-        _TEACHER_FACTORY, _WORKER_TEACHER = teacher_factory, None
     workers = workers or os.cpu_count() or 1
 
     def jobs() -> Iterable:
@@ -216,14 +214,14 @@ def compute_descriptors(cache: DescriptorCache, items: Sequence[tuple[str, Calla
             part = todo[s : s + chunk]
             yield [k for k, _ in part], [f() for _, f in part]
 
-    done, unsaved = 0, 0
+    done, unsaved, pool = 0, 0, None
     bar = tqdm(total=len(todo), disable=not progress, unit="img", desc="teacher descriptors", dynamic_ncols=True)
     try:
         if workers == 1:
+            _start_worker(teacher_factory)  # this process is the one worker
             results = map(_worker_embed, jobs())
-            pool = None
         else:
-            pool = get_context("fork").Pool(workers)
+            pool = get_context("fork").Pool(workers, initializer=_start_worker, initargs=(teacher_factory,))
             results = pool.imap(_worker_embed, jobs())
         for keys, desc in results:
             cache.add(keys, desc)
@@ -237,7 +235,7 @@ def compute_descriptors(cache: DescriptorCache, items: Sequence[tuple[str, Calla
         bar.close()
         if unsaved:
             cache.save()
-        if workers != 1 and pool is not None:
+        if pool is not None:
             pool.terminate()
     return done
 

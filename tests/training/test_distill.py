@@ -100,7 +100,6 @@ def test_cache_round_trip_and_resume_computes_only_what_is_missing(tmp_path):
     again = T.load_cache(path)
     assert len(again) == 6
     _FakeTeacher.calls = 0
-    T._WORKER_TEACHER = None
     assert T.compute_descriptors(again, items, workers=1, progress=False, teacher_factory=_FakeTeacher) == 4
     assert _FakeTeacher.calls == 4
     full = T.load_cache(path)
