@@ -17,7 +17,7 @@ from wearface.host_tools.losses import DistillationLoss
 from wearface.host_tools.samplers import MixedBatchSampler, PKBatchSampler
 from wearface.host_tools.train import TrainConfig, Trainer
 
-from .test_train_smoke import _pack, _synthetic_records
+from .test_train_smoke import _pack, _synthetic_records, adam_steps
 
 
 def _unit(x):
@@ -218,17 +218,7 @@ def test_distillation_alone_moves_the_student_toward_the_teacher_geometry(tmp_pa
     t = _unit(torch.as_tensor(np.stack([teacher(im) for im in imgs])))
     from wearface.host_tools.torch_nets import build_torch_net, to_input
 
-    model = build_torch_net("A")
-    loss_fn = DistillationLoss(2.0, 0.0)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    x = to_input(np.stack(imgs))
-    losses = []
-    for _ in range(6):
-        loss = loss_fn(model(x), t)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(float(loss.detach()))
+    losses = adam_steps(build_torch_net("A"), DistillationLoss(2.0, 0.0), to_input(np.stack(imgs)), t, 6)
     assert losses[-1] < losses[0]
 
 

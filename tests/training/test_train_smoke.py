@@ -50,16 +50,21 @@ def test_a_few_steps_on_a_fixed_batch_lower_the_multibatch_loss():
     imgs, ids = _synthetic_records(4, 2)
     model = build_torch_net("A")
     loss_fn = MultibatchLoss(weighting="balanced")
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    x, y = to_input(np.stack(imgs)), torch.as_tensor(ids)
+    losses = adam_steps(model, loss_fn, to_input(np.stack(imgs)), torch.as_tensor(ids), 4)
+    assert losses[-1] < losses[0]
+
+
+def adam_steps(model, loss_fn, x, target, steps: int, lr: float = 1e-3) -> list[float]:
+    """``steps`` Adam steps on ``loss_fn(model(x), target)`` over one fixed batch; the loss before each step."""
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
     losses = []
-    for _ in range(4):
-        loss = loss_fn(model(x), y)
+    for _ in range(steps):
+        loss = loss_fn(model(x), target)
         opt.zero_grad()
         loss.backward()
         opt.step()
         losses.append(float(loss.detach()))
-    assert losses[-1] < losses[0]
+    return losses
 
 
 @pytest.mark.slow
