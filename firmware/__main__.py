@@ -3,7 +3,8 @@
     python -m wearface.firmware --board boards/virtual.toml [--flash DIR] [--port PATH|fd:N] [--video FILE]
 
 Builds the ``BoardApp`` (boot: slot choice, model, camera, loop) and serves the host on the serial port
-until SIGTERM/SIGINT.  ``--port`` defaults to the board's ``serial.device``; a board whose device is
+until SIGTERM/SIGINT/SIGHUP, or, with ``--parent-pipe N``, until the supervisor holding that pipe's write end
+dies (``lifeline.py``: the virtual board passes it, so its firmware never outlives it).  ``--port`` defaults to the board's ``serial.device``; a board whose device is
 ``"pty"`` (the virtual board) opens a pseudo-terminal and prints its name.  A bad board file or an
 unusable port ends the process with one line on stderr and exit status 2 (systemd then retries).
 """
@@ -35,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                      "(default: the board's serial.device)")
     parser.add_argument("--video", default=None, help="video file the camera plays (instead of the board's camera)")
     parser.add_argument("--baud", type=int, default=None, help="baud rate (default: the board's serial.baud)")
+    parser.add_argument("--parent-pipe", type=int, default=None, metavar="FD",
+                        help="read end of a pipe the supervisor holds open: EOF (the supervisor died) stops the firmware")
     return parser
 
 
@@ -55,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     except FirmwareError as exc:
         print(f"wearface firmware: error: {exc}", file=sys.stderr)
         return EXIT_BAD_SETUP
+    # a second bound behind images.py's header check: OpenCV's own decoders refuse more pixels than this
+    os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(board.enrolment.max_image_pixels))
     port = args.port or board.serial.device
     if port == "pty":
         port = _open_pty()
@@ -65,8 +70,15 @@ def main(argv: list[str] | None = None) -> int:
 
     def _terminate(signum, frame):
         stop.set()
-    signal.signal(signal.SIGTERM, _terminate)
-    signal.signal(signal.SIGINT, _terminate)
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, _terminate)
+    if args.parent_pipe is not None:
+        from .lifeline import watch_parent_pipe
+
+        def _parent_gone():
+            print("wearface firmware: the supervisor is gone (parent pipe closed); stopping", flush=True)
+            stop.set()
+        watch_parent_pipe(args.parent_pipe, _parent_gone)
 
     try:
         app = BoardApp(board, flash_dir=args.flash, video=args.video)
@@ -75,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_SETUP
     print(f"wearface firmware: board {board.name}, state {app.state}, flash {app.flash_dir}", flush=True)
     try:
-        serve(port, app, stop_event=stop, baud=args.baud or board.serial.baud)
+        serve(port, app, stop_event=stop, baud=args.baud or board.serial.baud,
+              max_image_pixels=board.enrolment.max_image_pixels)
     except FirmwareError as exc:
         print(f"wearface firmware: error: {exc}", file=sys.stderr)
         return EXIT_BAD_SETUP

@@ -104,8 +104,11 @@ class BoardApp:
     # ------------------------------------------------------------------------------ boot and the loop
 
     def start(self) -> None:
-        """Boot: choose and verify a slot, load its model, open the camera, start the loop thread."""
+        """Boot: choose and verify a slot, load its model, open the camera, start the loop thread.
+
+        Debug embeddings are off after every boot: only a host's DEBUG_EMBEDDINGS request switches them on."""
         with self._flash_lock:
+            self.set_debug_embeddings(False, reason="boot")
             self.log.info(f"firmware {firmware_version()} starting on board {self.board.name} "
                           f"({self.board.compatible}), flash {self.flash_dir}")
             for _ in range(MAX_BOOT_ROUNDS):
@@ -226,6 +229,7 @@ class BoardApp:
             "recovery_reason": self.boot_result.reason if self.boot_result is not None and self.state == RECOVERY
             else None,
             "uptime_s": round(time.monotonic() - self.started_t, 1),
+            "debug_embeddings": self._debug_embeddings,
         }
 
     def flash_begin(self, size: int, sha256: bytes) -> dict:
@@ -334,10 +338,15 @@ class BoardApp:
 
     # ------------------------------------------------------------------------------ requests: health
 
-    def set_debug_embeddings(self, on: bool) -> None:
+    def set_debug_embeddings(self, on: bool, reason: str = "request") -> None:
+        """Publish (or stop publishing) ``debug.embedding`` events: biometric data, so the serial server switches
+        them off when the host that asked goes away (``reason``: "request", "boot", "host_gone", "host_silent")."""
+        changed = bool(on) != self._debug_embeddings
         self._debug_embeddings = bool(on)
         if self.pipeline is not None:
             self.pipeline.debug_embeddings = bool(on)
+        if changed:
+            self.log.info(f"debug embeddings {'on' if on else 'off'} ({reason})")
 
     def stats(self) -> dict:
         base = {"state": self.state, "loop": self.loop_state,

@@ -102,6 +102,15 @@ class DetectorConfig:
 
 
 @dataclass(frozen=True)
+class EnrolmentConfig:
+    """Limits on what a host may upload for enrolment (``firmware/images.py``)."""
+
+    #: one uploaded image may have at most this many pixels (width x height), read from its PNG/JPEG header and
+    #: refused before decoding: decoding costs 3 bytes a pixel and more for OpenCV's working copies
+    max_image_pixels: int = 2048 * 2048
+
+
+@dataclass(frozen=True)
 class BootConfig:
     """A pending slot gets ``trial_boots`` boots to run ``confirm_after_frames`` healthy frames."""
 
@@ -148,6 +157,7 @@ class Board:
     flash: FlashConfig = field(default_factory=FlashConfig)
     camera: CameraConfig = field(default_factory=CameraConfig)
     detector: DetectorConfig = field(default_factory=DetectorConfig)
+    enrolment: EnrolmentConfig = field(default_factory=EnrolmentConfig)
     boot: BootConfig = field(default_factory=BootConfig)
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     stats: StatsConfig = field(default_factory=StatsConfig)
@@ -231,8 +241,8 @@ def _decode_key(path: str, key: str, text: Any) -> bytes:
 
 _SECTIONS = {
     "cpu": CpuConfig, "emulation": EmulationConfig, "serial": SerialConfig, "flash": FlashConfig,
-    "camera": CameraConfig, "detector": DetectorConfig, "boot": BootConfig, "tracker": TrackerConfig,
-    "stats": StatsConfig,
+    "camera": CameraConfig, "detector": DetectorConfig, "enrolment": EnrolmentConfig, "boot": BootConfig,
+    "tracker": TrackerConfig, "stats": StatsConfig,
 }
 _TOP = {"name": str, "compatible": str, "model": str, "frame_budget_ms": float, "ram_mb": int, "notes": str}
 _REQUIRED = ("name", "compatible", "model", "frame_budget_ms")
@@ -321,6 +331,7 @@ def _validate(board: Board) -> None:
     _positive(path, "detector.min_size_px", board.detector.min_size_px)
     _positive(path, "detector.max_side_px", board.detector.max_side_px, allow_zero=True)
     _positive(path, "detector.max_faces", board.detector.max_faces)
+    _positive(path, "enrolment.max_image_pixels", board.enrolment.max_image_pixels)
     _positive(path, "boot.trial_boots", board.boot.trial_boots)
     _positive(path, "boot.confirm_after_frames", board.boot.confirm_after_frames)
     if not 0.0 < board.tracker.iou_min <= 1.0:

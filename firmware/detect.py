@@ -181,12 +181,17 @@ class FaceDetector:
         if self._cascade.empty():
             raise DetectError(f"cascade {path} could not be loaded (not an OpenCV cascade XML?)")
 
-    def detect(self, frame) -> list[FaceBox]:
+    def detect(self, frame, downscale: float | None = None) -> list[FaceBox]:
         """Faces in ``frame`` (uint8 BGR/BGRA/grey, any size) as ``FaceBox``es in frame pixels,
-        sorted by score (then size), best first.  DetectError for an unusable frame."""
+        sorted by score (then size), best first.  DetectError for an unusable frame.
+
+        ``downscale`` (>= 1) replaces ``settings.downscale`` for this frame, so one loaded cascade serves
+        frames of every size (its working buffers follow the largest image it was given)."""
         s = self.settings
         grey = to_grey(frame)
-        f = s.downscale
+        f = s.downscale if downscale is None else float(downscale)
+        if not (f >= 1.0 and math.isfinite(f)):
+            raise DetectError(f"downscale must be >= 1, got {downscale!r}")
         if f > 1.0:
             size = (max(int(round(grey.shape[1] / f)), 1), max(int(round(grey.shape[0] / f)), 1))
             grey = cv2.resize(grey, size, interpolation=cv2.INTER_AREA)

@@ -90,6 +90,24 @@ class NotRunningError(ReasonError):
     """The request needs a loaded model, and the board is in the recovery state (``recovery``)."""
 
 
+class ImageError(ReasonError):
+    """An uploaded enrolment image was refused before or while decoding it: ``bad_image`` (not PNG/JPEG, a
+    broken header, undecodable) or ``image_too_large`` (its header's width x height exceeds the board's
+    ``enrolment.max_image_pixels``)."""
+
+
+class RequestError(FirmwareError):
+    """A request the serial server answers with ``status`` (a ``protocol.Status``) and ``extra`` keys beside
+    ``error``: an argument missing, of the wrong type, out of range or too large (BAD_REQUEST), or a chunk
+    whose own CRC does not match (CHUNK_CRC).  The message names the argument, what was expected and what
+    was found."""
+
+    def __init__(self, status, message: str, **extra):
+        super().__init__(message)
+        self.status = status
+        self.extra = extra
+
+
 class DetectError(FirmwareError):
     """Face detection got an input it cannot use (wrong dtype/shape, empty frame) or no cascade."""
 

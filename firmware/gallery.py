@@ -20,6 +20,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -66,11 +67,34 @@ class Match:
                 "next_name": self.next_name}
 
 
+#: Unicode categories refused anywhere in a name: control characters (Cc: C0, DEL, C1 incl. U+0085 NEL),
+#: line and paragraph separators (Zl U+2028, Zp U+2029), surrogates (Cs), unassigned code points (Cn)
+REFUSED_CATEGORIES = frozenset({"Cc", "Zl", "Zp", "Cs", "Cn"})
+#: bidirectional embeddings, overrides and isolates (U+202A..U+202E, U+2066..U+2069): they make a name, or the log
+#: line holding it, display as something else
+BIDI_CONTROLS = frozenset(chr(c) for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A)))
+
+
 def check_name(name) -> str:
-    if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME_CHARS or any(
-            ord(c) < 32 for c in name):
-        raise GalleryError("bad_name", f"name {name!r}: expected 1..{MAX_NAME_CHARS} printable characters")
-    return name.strip()
+    """The one normal form of a person's name, used to enrol, delete and look up: Unicode NFC, with leading and
+    trailing white space removed (``str.strip``).  ``GalleryError("bad_name")`` when the result is empty or
+    longer than MAX_NAME_CHARS characters, or holds a control character, a line or paragraph separator
+    (U+2028, U+2029, U+0085, CR, LF, ...), a bidi control, a surrogate or an unassigned code point."""
+    if not isinstance(name, str):
+        raise GalleryError("bad_name", f"name: expected a string, found {type(name).__name__}")
+    normal = unicodedata.normalize("NFC", name)
+    for i, c in enumerate(normal):  # before trimming: a trailing U+0085 or U+2028 is refused, not trimmed away
+        category = unicodedata.category(c)
+        if category in REFUSED_CATEGORIES or c in BIDI_CONTROLS:
+            what = {"Cc": "a control character", "Cn": "an unassigned code point", "Cs": "a surrogate"}.get(
+                category) or unicodedata.name(c, category)
+            raise GalleryError("bad_name", f"name {normal!r:.80}: character {i} is U+{ord(c):04X} ({what}); a name "
+                                           f"must hold no control characters, line separators or bidi controls")
+    normal = normal.strip()
+    if not normal or len(normal) > MAX_NAME_CHARS:
+        raise GalleryError("bad_name", f"name {name!r:.80}: expected 1..{MAX_NAME_CHARS} characters after trimming, "
+                                       f"found {len(normal)}")
+    return normal
 
 
 class Gallery:
@@ -173,10 +197,14 @@ class Gallery:
         return next(p for p in self.list_people() if p["name"] == name)
 
     def delete(self, name: str) -> int:
-        """Forget ``name`` and all their embeddings; returns how many embeddings went.  ``unknown_name``
-        if nobody has that name."""
+        """Forget ``name`` (normalised by ``check_name``, as at enrolment) and all their embeddings; returns how
+        many embeddings went.  ``unknown_name`` if nobody has that name, ``bad_name`` for a name no one could have."""
+        name = check_name(name)
         with self._tx() as db:
             row = db.execute("SELECT id FROM people WHERE name = ?", (name,)).fetchone()
+            if row is None:  # a name stored before names were NFC-normalised
+                row = next(((pid,) for pid, stored in db.execute("SELECT id, name FROM people")
+                            if unicodedata.normalize("NFC", stored) == name), None)
             if row is None:
                 raise GalleryError("unknown_name", f"nobody called {name!r} is enrolled")
             (count,) = db.execute("SELECT COUNT(*) FROM embeddings WHERE person_id = ?", row).fetchone()
@@ -215,7 +243,8 @@ class Gallery:
             return int(self._db.execute("SELECT COUNT(*) FROM people").fetchone()[0])
 
     def embeddings_of(self, name: str) -> np.ndarray:
-        """(N, D) float32 embeddings of ``name`` in the current space."""
+        """(N, D) float32 embeddings of ``name`` (normalised by ``check_name``) in the current space."""
+        name = check_name(name)
         with self._lock:
             if name not in self._names:
                 return np.zeros((0, self._matrix.shape[1] if self._matrix.size else 0), np.float32)

@@ -81,16 +81,20 @@ class BoardLog:
         self.write(format_event(event), level)
 
     def tail(self, n: int) -> list[str]:
-        """The last ``n`` lines of the log files on the flash (this boot's and earlier ones), oldest first."""
+        """The last ``n`` lines of the log files on the flash (this boot's and earlier ones), oldest first.
+        ``n`` is checked by the serial server (``request_args``: 0..MAX_LOG_TAIL_LINES)."""
         n = max(int(n), 0)
         if n == 0:
             return []
         lines: list[str] = []
         for path in (self.path.with_name(self.path.name + ".1"), self.path):
             try:
-                lines += path.read_text("utf-8", errors="replace").splitlines()
+                # lines end at "\n" only: str.splitlines would also cut at U+2028, U+0085, ... inside a line
+                text = path.read_text("utf-8", errors="replace").rstrip("\n")
             except FileNotFoundError:
-                pass
+                continue
+            if text:
+                lines += text.split("\n")
         return lines[-n:]
 
     def close(self) -> None:

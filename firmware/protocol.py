@@ -47,6 +47,9 @@ SLIP_ESC_END = 0xDC
 SLIP_ESC_ESC = 0xDD
 HEADER = struct.Struct("<BBHBBI")
 CRC = struct.Struct("<I")
+#: debug embeddings are switched off when the host that asked for them sends no request for this many seconds
+#: (or its end of the line closes); a host that wants them keeps sending (``wearface monitor`` pings every third)
+DEBUG_SESSION_IDLE_S = 10.0
 #: largest body (header + json + blob + crc) either side accepts; bigger frames are dropped as FRAME_TOO_LONG
 MAX_BODY_BYTES = 2 * 1024 * 1024
 #: default flash chunk: 4 KiB keeps a chunk's round trip at 115200 baud under 0.4 s and the framing under 1 %

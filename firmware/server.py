@@ -17,7 +17,8 @@ cannot send instead of blocking the app.
 The app (duck-typed ``BoardApp``) must offer: ``info() -> dict``, ``flash_begin(size, sha256: bytes) ->
 {"slot", "offset"}``, ``flash_chunk(offset, data: bytes) -> new_offset``, ``flash_end() -> dict``, ``reboot()``,
 ``enroll_images(name, images: list[np.ndarray HxWx3 uint8 RGB]) -> dict``, ``enroll_from_camera(name, n_frames)
--> dict``, ``gallery_list() -> list[dict]``, ``gallery_delete(name) -> int``, ``set_debug_embeddings(on)``,
+-> dict``, ``gallery_list() -> list[dict]``, ``gallery_delete(name) -> int``, ``set_debug_embeddings(on,
+reason="request")``,
 ``stats() -> dict``, ``log_tail(n) -> list[str]``, ``subscribe(callback)`` (callback(event: dict) with keys
 "event", "t" and the payload; numpy arrays in it travel as binary).
 
@@ -25,9 +26,18 @@ The app (duck-typed ``BoardApp``) must offer: ``info() -> dict``, ``flash_begin(
 returns, the loop continues (the app decides how a reboot happens, e.g. by setting ``stop_event`` and exiting
 so that the supervisor — systemd, or the virtual board — starts the firmware again).
 
-Errors raised by the app map to statuses: ``ReasonError.reason`` (see ``REASON_STATUS``), ``BundleError`` ->
-FLASH_REJECTED, ``LookupError`` -> NOT_FOUND, ``ValueError``/``TypeError`` -> BAD_REQUEST, other
-``FirmwareError`` -> APP_ERROR, anything else -> INTERNAL_ERROR (logged with its traceback).
+Every request's arguments are checked first (``request_args.py``: type, range, size; BAD_REQUEST naming the
+argument), uploaded images against the board's pixel budget from their header before decoding (``images.py``).
+Errors raised by the app map to statuses: ``RequestError.status``, ``ReasonError.reason`` (see
+``REASON_STATUS``), ``BundleError`` -> FLASH_REJECTED, ``LookupError`` -> NOT_FOUND, ``ValueError``/``TypeError``
+-> BAD_REQUEST, other ``FirmwareError`` -> APP_ERROR, anything else -> INTERNAL_ERROR (a bug: logged with its
+traceback).
+
+Debug embeddings are biometric data, so they belong to the host session that asked for them: the server switches
+them off (``app.set_debug_embeddings(False, reason=...)``) when that host's end of the line closes (``host_gone``:
+EIO on the pty, the USB device vanished) or when no request has arrived for ``debug_idle_s`` seconds
+(``host_silent``; default ``protocol.DEBUG_SESSION_IDLE_S``; a host that wants them keeps the session alive with
+any request, e.g. PING), and after a REBOOT.  Nothing switches them on but a DEBUG_EMBEDDINGS request.
 """
 from __future__ import annotations
 
@@ -47,7 +57,9 @@ from typing import Any, Callable
 import numpy as np
 
 from . import protocol as P
-from .errors import BundleError, FirmwareError
+from .errors import BundleError, FirmwareError, RequestError
+from .images import DEFAULT_MAX_IMAGE_PIXELS, decode_image
+from .request_args import parse_arguments
 
 log = logging.getLogger("wearface.firmware.server")
 
@@ -73,6 +85,9 @@ REASON_STATUS = {
     "bad_name": P.Status.BAD_REQUEST,
     "bad_embedding": P.Status.BAD_REQUEST,
     "size_exceeded": P.Status.BAD_REQUEST,
+    "bad_request": P.Status.BAD_REQUEST,
+    "bad_image": P.Status.BAD_REQUEST,
+    "image_too_large": P.Status.BAD_REQUEST,
 }
 
 
@@ -145,6 +160,8 @@ class SerialPort:
         self.url = url
         self.baud = baud
         self.ser = self._open()
+        #: False from the moment the device is found gone until it is reopened
+        self.host_present = True
 
     def _open(self):
         return self._serial_mod.serial_for_url(self.url, baudrate=self.baud, timeout=READ_POLL_S,
@@ -157,12 +174,14 @@ class SerialPort:
         except Exception:  # noqa: BLE001 - closing a vanished device fails in many ways
             pass
         self.ser = None
+        self.host_present = False
         time.sleep(HOST_GONE_POLL_S)
 
     def read(self, timeout_s: float) -> bytes:
         if self.ser is None:
             try:
                 self.ser = self._open()
+                self.host_present = True
             except Exception:  # noqa: BLE001 - still gone; try again at the next read
                 time.sleep(HOST_GONE_POLL_S)
                 return b""
@@ -210,46 +229,20 @@ def open_port(port_spec: str, baud: int = 115200):
 # ---------------------------------------------------------------- server
 
 
-class RequestError(Exception):
-    """Raised inside a handler to answer with ``status`` and ``payload`` (never leaves this module)."""
-
-    def __init__(self, status: P.Status, message: str, **extra):
-        super().__init__(message)
-        self.status = status
-        self.extra = extra
-
-
-def _require(payload: dict, key: str, kind: type | tuple):
-    value = payload.get(key)
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
-        raise RequestError(P.Status.BAD_REQUEST, f"argument {key!r}: expected {names}, found {type(value).__name__}")
-    return value
-
-
-def decode_image(item: Any) -> np.ndarray:
-    """An uploaded image (encoded PNG/JPEG bytes, or a uint8 HxWx3 RGB array) -> HxWx3 uint8 RGB."""
-    if isinstance(item, np.ndarray):
-        if item.dtype != np.uint8 or item.ndim != 3 or item.shape[2] != 3:
-            raise RequestError(P.Status.BAD_REQUEST, f"image array: expected HxWx3 uint8, found {item.dtype}{list(item.shape)}")
-        return item
-    if isinstance(item, bytes):
-        import cv2
-
-        bgr = cv2.imdecode(np.frombuffer(item, np.uint8), cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise RequestError(P.Status.BAD_REQUEST, f"image: {len(item)} bytes that OpenCV cannot decode")
-        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-    raise RequestError(P.Status.BAD_REQUEST, f"image: expected encoded bytes or an array, found {type(item).__name__}")
-
-
 class Server:
     """One serial line, one app.  ``run(stop_event)`` is the loop; ``counters`` says what happened."""
 
-    def __init__(self, port, app, write_timeout_s: float = WRITE_TIMEOUT_S):
+    def __init__(self, port, app, write_timeout_s: float = WRITE_TIMEOUT_S,
+                 max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS, debug_idle_s: float = P.DEBUG_SESSION_IDLE_S):
         self.port = port
         self.app = app
         self.write_timeout_s = write_timeout_s
+        #: an uploaded image whose header declares more pixels (width x height) is refused before decoding
+        self.max_image_pixels = int(max_image_pixels)
+        #: seconds without a request after which a debug-embeddings session ends
+        self.debug_idle_s = float(debug_idle_s)
+        self.debug_session = False
+        self._last_request_t = time.monotonic()
         self.decoder = P.FrameDecoder()
         self._out: queue.Queue = queue.Queue()
         self._events_pending = 0
@@ -258,65 +251,76 @@ class Server:
         self._answers: OrderedDict = OrderedDict()
         self.counters = {"requests": 0, "bad_frames": 0, "events_sent": 0, "events_dropped": 0,
                          "frames_dropped": 0, "app_errors": 0}
+        #: opcode -> handler(checked arguments: dict, see ``request_args.ARGUMENTS``) -> result
         self.handlers: dict[int, Callable[[dict], Any]] = {
-            P.Opcode.PING: lambda p: {"t": time.time()},
+            P.Opcode.PING: lambda a: {"t": time.time()},
             P.Opcode.INFO: self._info,
-            P.Opcode.FLASH_BEGIN: self._flash_begin,
+            P.Opcode.FLASH_BEGIN: lambda a: dict(self.app.flash_begin(a["size"], a["sha256"])),
             P.Opcode.FLASH_CHUNK: self._flash_chunk,
-            P.Opcode.FLASH_END: lambda p: self.app.flash_end(),
-            P.Opcode.REBOOT: lambda p: {"rebooting": True},
+            P.Opcode.FLASH_END: lambda a: self.app.flash_end(),
+            P.Opcode.REBOOT: lambda a: {"rebooting": True},
             P.Opcode.ENROLL_IMAGES: self._enroll_images,
-            P.Opcode.ENROLL_CAMERA: self._enroll_camera,
-            P.Opcode.GALLERY_LIST: lambda p: {"people": self.app.gallery_list()},
-            P.Opcode.GALLERY_DELETE: lambda p: {"deleted": self.app.gallery_delete(_require(p, "name", str))},
+            P.Opcode.ENROLL_CAMERA: lambda a: dict(self.app.enroll_from_camera(a["name"], a["n_frames"])),
+            P.Opcode.GALLERY_LIST: lambda a: {"people": self.app.gallery_list()},
+            P.Opcode.GALLERY_DELETE: lambda a: {"deleted": self.app.gallery_delete(a["name"])},
             P.Opcode.DEBUG_EMBEDDINGS: self._debug_embeddings,
-            P.Opcode.STATS: lambda p: dict(self.app.stats(), serial=dict(self.counters)),
-            P.Opcode.LOG_TAIL: lambda p: {"lines": self.app.log_tail(int(p.get("n", 50)))},
+            P.Opcode.STATS: lambda a: dict(self.app.stats(), serial=dict(self.counters)),
+            P.Opcode.LOG_TAIL: lambda a: {"lines": self.app.log_tail(a["n"])},
         }
 
-    # -- handlers (payload dict -> result dict)
+    # -- handlers (checked arguments -> result dict)
 
-    def _info(self, payload: dict) -> dict:
+    def _info(self, args: dict) -> dict:
         info = dict(self.app.info())
         info.setdefault("protocol", P.PROTOCOL_VERSION)
         info.setdefault("max_body_bytes", P.MAX_BODY_BYTES)
+        info["max_image_pixels"] = self.max_image_pixels
+        info.setdefault("debug_embeddings", self.debug_session)
+        info["debug_session_idle_s"] = self.debug_idle_s
         return info
 
-    def _flash_begin(self, payload: dict) -> dict:
-        size = _require(payload, "size", int)
-        sha = _require(payload, "sha256", (bytes, str))
-        if isinstance(sha, str):
-            try:
-                sha = bytes.fromhex(sha)
-            except ValueError as exc:
-                raise RequestError(P.Status.BAD_REQUEST, f"argument 'sha256': not hex ({exc})") from exc
-        if len(sha) != 32:
-            raise RequestError(P.Status.BAD_REQUEST, f"argument 'sha256': expected 32 bytes, found {len(sha)}")
-        return dict(self.app.flash_begin(size, sha))
-
-    def _flash_chunk(self, payload: dict) -> dict:
-        offset = _require(payload, "offset", int)
-        data = _require(payload, "data", bytes)
-        crc = payload.get("crc32")
+    def _flash_chunk(self, args: dict) -> dict:
+        offset, data, crc = args["offset"], args["data"], args["crc32"]
         if crc is not None and zlib.crc32(data) != crc:
             raise RequestError(P.Status.CHUNK_CRC, f"chunk at {offset}: crc32 {zlib.crc32(data):08x}, "
                                                    f"request says {crc:08x}")
         return {"offset": int(self.app.flash_chunk(offset, data))}
 
-    def _enroll_images(self, payload: dict) -> dict:
-        name = _require(payload, "name", str)
-        items = _require(payload, "images", list)
-        if not items:
-            raise RequestError(P.Status.BAD_REQUEST, "argument 'images': empty list")
-        return dict(self.app.enroll_images(name, [decode_image(i) for i in items]))
+    def _enroll_images(self, args: dict) -> dict:
+        images = [decode_image(item, self.max_image_pixels, i) for i, item in enumerate(args["images"])]
+        return dict(self.app.enroll_images(args["name"], images))
 
-    def _enroll_camera(self, payload: dict) -> dict:
-        return dict(self.app.enroll_from_camera(_require(payload, "name", str), int(payload.get("n_frames", 10))))
-
-    def _debug_embeddings(self, payload: dict) -> dict:
-        on = bool(payload.get("on", True))
+    def _debug_embeddings(self, args: dict) -> dict:
+        on = args["on"]
         self.app.set_debug_embeddings(on)
-        return {"on": on}
+        self.debug_session = on
+        return {"on": on, "idle_s": self.debug_idle_s}
+
+    def end_debug_session(self, reason: str) -> None:
+        """Switch debug embeddings off because the session that asked for them ended (``reason``)."""
+        self.debug_session = False
+        try:
+            self.app.set_debug_embeddings(False, reason=reason)
+        except Exception:  # noqa: BLE001 - the session is over whatever the app says; the loop goes on
+            self.counters["app_errors"] += 1
+            log.error("switching debug embeddings off failed:\n%s", traceback.format_exc())
+        log.info("debug embeddings off: %s", reason)
+
+    def check_debug_session(self, now: float | None = None) -> str | None:
+        """End a debug-embeddings session whose host is gone or silent; returns the reason when it ended one.
+
+        ``now``: ``time.monotonic()`` seconds (given by tests)."""
+        if not self.debug_session:
+            return None
+        now = time.monotonic() if now is None else now
+        if not getattr(self.port, "host_present", True):
+            reason = "host_gone"
+        elif now - self._last_request_t > self.debug_idle_s:
+            reason = "host_silent"
+        else:
+            return None
+        self.end_debug_session(reason)
+        return reason
 
     # -- output
 
@@ -411,6 +415,7 @@ class Server:
     def handle(self, frame: P.Frame) -> None:
         if frame.kind != P.Kind.REQUEST:
             return  # the host never sends responses or events; ignore echoes
+        self._last_request_t = time.monotonic()
         key = (frame.seq, frame.code, frame.crc)
         if key in self._answers:
             self._send(self._answers[key], droppable=False)
@@ -422,13 +427,14 @@ class Server:
                          {"error": f"unknown opcode {frame.code}", "known": [int(o) for o in P.Opcode]}, key)
             return
         try:
-            result = handler(frame.payload)
+            result = handler(parse_arguments(frame.code, frame.payload))
             status = P.Status.OK
         except Exception as exc:  # every app failure becomes a status; the loop goes on
             self.counters["app_errors"] += 1
             status, result = self._status_for(exc)
         self._answer(frame.seq, frame.code, status, result if isinstance(result, dict) else {"result": result}, key)
         if frame.code == P.Opcode.REBOOT and status == P.Status.OK:
+            self.debug_session = False  # the app boots with debug embeddings off
             self._drain()
             try:
                 self.app.reboot()
@@ -462,6 +468,7 @@ class Server:
                     log.warning("serial read failed: %s", exc)
                     time.sleep(HOST_GONE_POLL_S * 4)
                     continue
+                self.check_debug_session()
                 if not data:
                     continue
                 for item in self.decoder.feed(data):
@@ -475,10 +482,13 @@ class Server:
             writer.join(timeout=1.0)
 
 
-def serve(port_spec: str, app, stop_event: threading.Event | None = None, baud: int = 115200) -> None:
-    """Open ``port_spec`` (``fd:N`` or a pyserial name/URL) and answer the host until ``stop_event`` is set."""
+def serve(port_spec: str, app, stop_event: threading.Event | None = None, baud: int = 115200,
+          max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> None:
+    """Open ``port_spec`` (``fd:N`` or a pyserial name/URL) and answer the host until ``stop_event`` is set.
+
+    ``max_image_pixels``: the board's ``enrolment.max_image_pixels`` (width x height of one uploaded image)."""
     port = open_port(port_spec, baud)
     try:
-        Server(port, app).run(stop_event)
+        Server(port, app, max_image_pixels=max_image_pixels).run(stop_event)
     finally:
         port.close()

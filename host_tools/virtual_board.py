@@ -8,6 +8,11 @@ symlink ``DIR/tty`` (replaced atomically at each boot), so a host that reconnect
 restarted board.  Like ``Restart=always`` in the systemd unit, the supervisor starts the firmware again whenever
 it exits (a ``reboot`` request, a crash, :meth:`VirtualBoard.kill`), until :meth:`VirtualBoard.stop`.
 
+The firmware never outlives its supervisor: each boot gets ``--parent-pipe N``, the read end of a pipe whose
+write end only this process holds, so when this process ends in any way (SIGKILL included) the firmware reads
+EOF and stops (``firmware/lifeline.py``).  ``main`` (and ``wearface board emulate``) stop the board on SIGTERM,
+SIGHUP and SIGINT (:func:`exit_on_signals`).
+
 Run by hand::
 
     python -m wearface.host_tools.virtual_board --flash /tmp/vflash [--video clip.mp4]
@@ -83,10 +88,14 @@ class VirtualBoard:
         self._stop = threading.Event()
         self._booted = threading.Event()
         self._thread: threading.Thread | None = None
+        #: (read end, write end) of the lifeline pipe while started; the firmware gets the read end
+        self._lifeline: tuple[int, int] | None = None
 
     def command(self, port_spec: str) -> list[str]:
         cmd = self.firmware_cmd + ["--board", str(self.board_file), "--flash", str(self.flash_dir),
                                    "--port", port_spec]
+        if self._lifeline is not None:
+            cmd += ["--parent-pipe", str(self._lifeline[0])]
         if self.video:
             cmd += ["--video", str(self.video)]
         return cmd + self.extra_args
@@ -95,7 +104,9 @@ class VirtualBoard:
         master, slave_path = make_pty()
         try:
             with open(self.console_log, "ab") as console:
-                proc = subprocess.Popen(self.command(f"fd:{master}"), pass_fds=[master], stdin=subprocess.DEVNULL,
+                lifeline = [self._lifeline[0]] if self._lifeline is not None else []
+                proc = subprocess.Popen(self.command(f"fd:{master}"), pass_fds=[master, *lifeline],
+                                        stdin=subprocess.DEVNULL,
                                         stdout=console, stderr=subprocess.STDOUT, env=self.env,
                                         start_new_session=True)
         finally:
@@ -129,6 +140,8 @@ class VirtualBoard:
         """Start the supervisor and wait until the first boot has its pty; returns self."""
         self.flash_dir.mkdir(parents=True, exist_ok=True)
         self._stop.clear()
+        if self._lifeline is None:
+            self._lifeline = os.pipe()  # both ends close-on-exec: only the firmware gets the read end
         self._thread = threading.Thread(target=self._supervise, name="virtual-board", daemon=True)
         self._thread.start()
         if not self._booted.wait(timeout=10.0):
@@ -161,6 +174,10 @@ class VirtualBoard:
                 proc.wait()
         if self._thread is not None:
             self._thread.join(timeout=timeout_s)
+        if self._lifeline is not None:
+            for fd in self._lifeline:
+                os.close(fd)
+            self._lifeline = None
 
     def console_tail(self, n_lines: int = 20) -> str:
         try:
@@ -175,6 +192,15 @@ class VirtualBoard:
         self.stop()
 
 
+def exit_on_signals(signals=(signal.SIGTERM, signal.SIGHUP)) -> None:
+    """Make SIGTERM and SIGHUP end the main thread as Ctrl-C does: they raise ``SystemExit(128 + signal)``, so the
+    caller's ``finally: board.stop()`` stops the firmware.  Call from the main thread."""
+    def _exit(signum, frame):
+        raise SystemExit(128 + signum)
+    for signum in signals:
+        signal.signal(signum, _exit)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m wearface.host_tools.virtual_board",
                                      description="Run the real firmware on a pty with a folder as flash.")
@@ -182,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--board", default=None, help="board file (default boards/virtual.toml)")
     parser.add_argument("--video", default=None, help="video file the camera plays")
     args = parser.parse_args(argv)
+    exit_on_signals()
     board = VirtualBoard(args.flash, args.board, args.video).start()
     print(f"virtual board running; serial port: {board.port}  (console: {board.console_log}); Ctrl-C stops it",
           flush=True)

@@ -52,6 +52,7 @@ def run_emulate(args) -> int:
 
     from wearface.firmware.board import load_board
     from wearface.host_tools import emulate
+    from wearface.host_tools.virtual_board import exit_on_signals
 
     board = load_board(args.board)
     cpu = args.qemu_cpu or emulate.board_qemu_cpu(board)  # refuses a non-aarch64 board before any work
@@ -60,6 +61,7 @@ def run_emulate(args) -> int:
     userland = emulate.prepare_userland(args.userland)
     prepared_s = time.perf_counter() - start
     vb = emulate.emulated_board(args.board, flash, userland=userland, video=args.video, qemu_cpu=cpu)
+    exit_on_signals()  # SIGTERM/SIGHUP stop the firmware too (the finally below), as Ctrl-C does
     vb.start()
     print(f"emulated board {board.name} ({board.cpu.core}, qemu {cpu}) running; userland ready in {prepared_s:.1f} s",
           flush=True)

@@ -64,8 +64,9 @@ class FakeApp:
             raise ReasonError("unknown_name", f"no person named {name!r}")
         return self.gallery.pop(name)
 
-    def set_debug_embeddings(self, on):
+    def set_debug_embeddings(self, on, reason="request"):
         self.debug = on
+        self.debug_reason = reason
 
     def stats(self):
         return {"fps": 10.0}

@@ -20,9 +20,14 @@ def main() -> None:
     parser.add_argument("--flash")
     parser.add_argument("--port")
     parser.add_argument("--video")
+    parser.add_argument("--parent-pipe", type=int, default=None)
     args = parser.parse_args()
     app = FakeApp()
     stop = threading.Event()
+    if args.parent_pipe is not None:
+        from wearface.firmware.lifeline import watch_parent_pipe
+
+        watch_parent_pipe(args.parent_pipe, stop.set)
     app.reboot = lambda: os._exit(0)  # the supervisor boots it again
     ticker = threading.Thread(target=lambda: [app.emit("stats", fps=1.0) for _ in iter(lambda: stop.wait(0.2), True)],
                               daemon=True)
