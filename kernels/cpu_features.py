@@ -45,6 +45,11 @@ class CpuFeatures:
     flags: frozenset[str]
 
     @property
+    def arm_asimd(self) -> bool:
+        """True when the CPU is aarch64 with Advanced SIMD (NEON, HWCAP_ASIMD, bit 1; every ARMv8-A Linux board)."""
+        return self.machine == "aarch64" and "asimd" in self.flags
+
+    @property
     def arm_dotprod(self) -> bool:
         """True when the CPU executes the aarch64 SDOT/UDOT instructions (HWCAP_ASIMDDP, bit 20)."""
         return self.machine == "aarch64" and "asimddp" in self.flags

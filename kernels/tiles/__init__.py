@@ -6,11 +6,15 @@ One interface: ``build_plan(path, qnet, rows, fuse, fuse_blocks)`` returns the r
 * ``x86_vnni`` (``x86_vnni.py``): AVX-512 VNNI ``vpdpbusd`` register tile, 4 pixels x 32 channels.
 * ``x86_avx2`` (``x86_avx2.py``): AVX2 ``vpmaddwd`` on widened operands, 4 pixels x 8 channels.
 * ``arm_dot`` (``arm_dot.py``): aarch64 ``sdot`` register tile, 4 pixels x 16 channels.
-* ``portable`` (``portable.py``): the plain-Numba int16 GEMM of ``int_gemm.py``; always present, the
-  fallback and the cross-check (aarch64 without dot product, e.g. Cortex-A53, runs this).
+* ``arm_neon`` (``arm_neon.py``): aarch64 without the dot product (ARMv8.0, Cortex-A53): int16 ``smlal`` by
+  lane, 4 pixels x 16 channels.
+* ``portable`` (``portable.py``): always present, the fallback and the cross-check.
+
+Every path is one ISA module (constants + the LLVM IR of one step of 4 k) run by the one driver
+(``driver.py``): the K loop, the op loop, the fused epilogue, packing (``program.py``).
 
 Selection rule (:func:`selected_path`): ``$WEARFACE_KERNELS`` when set (``portable``, ``x86_vnni``,
-``x86_avx2``, ``arm_dot``, or ``auto``); otherwise the first path of :data:`PATHS` the CPU has.  Whether a path is
+``x86_avx2``, ``arm_dot``, ``arm_neon`` or ``auto``); otherwise the first path of :data:`PATHS` the CPU has.  Whether a path is
 available is decided from CPU features *before* its module is imported (``features.py``): compiling
 ``sdot`` for a CPU without it aborts the process inside LLVM, so a path module is imported only after
 the check passes.  Forcing a path the CPU lacks raises :class:`~wearface.kernels.errors.KernelPathError`.
@@ -27,7 +31,7 @@ from ..errors import KernelPathError
 from . import features
 
 #: every tile path, in order of preference
-PATHS = ("x86_vnni", "x86_avx2", "arm_dot", "portable")
+PATHS = ("x86_vnni", "x86_avx2", "arm_dot", "arm_neon", "portable")
 ENV_VAR = "WEARFACE_KERNELS"
 log = logging.getLogger("wearface.kernels")
 
@@ -35,6 +39,7 @@ _REASONS = {
     "x86_vnni": features.x86_vnni_reason,
     "x86_avx2": features.x86_avx2_reason,
     "arm_dot": features.arm_dot_reason,
+    "arm_neon": features.arm_neon_reason,
     "portable": lambda: None,
 }
 
@@ -85,5 +90,10 @@ def path_module(path: str):
 
 
 def build_plan(path: str, qnet, rows: list, fuse: bool, fuse_blocks: bool = True):
-    """The runtime plan of ``qnet`` on ``path`` (see ``plans.Plan``); packing happens here, once."""
-    return path_module(path).build_plan(qnet, rows, fuse, fuse_blocks)
+    """The runtime plan of ``qnet`` on ``path`` (see ``program.TilePlan``); packing happens here, once."""
+    mod = path_module(path)
+    if hasattr(mod, "build_plan"):
+        return mod.build_plan(qnet, rows, fuse, fuse_blocks)
+    from . import driver
+
+    return driver.build_plan(mod, qnet, rows, fuse, fuse_blocks)

@@ -1,194 +1,56 @@
-"""The aarch64 dot-product tile path: ``sdot`` on a 4-pixel x 16-channel register tile, implicit GEMM.
+"""The aarch64 dot-product tile: ``sdot`` on a 4-pixel x 16-channel register tile (the step; ``driver.py``
+the rest).
 
 Imported (hence compiled) only after ``features.arm_dot_reason()`` said the CPU executes SDOT (AT_HWCAP
 asimddp) and LLVM's target has ``dotprod``: compiling ``sdot`` for a CPU without it aborts the process in
 LLVM, and running it there is SIGILL.  Imports numpy, numba and llvmlite only.  Tested under qemu-user
 (cortex-a76), not timed on silicon.
 
-The tile (:func:`tile_4x16`, a Numba ``@intrinsic`` emitting LLVM IR): sixteen <4 x i32> accumulators
-(4 output pixels x 4 x 4 output channels) stay in NEON registers (32 of them) for the whole K loop.  Per
-step of 4 k: four 16-byte loads of packed weights ([K/4, N_pad, 4] int8: 4 channels x 4 k each), and per
-pixel one 32-bit load of its 4 consecutive activation bytes broadcast to the 4 lanes, then
-``acc = sdot(acc, weights, broadcast)``: per lane, acc + sum of 4 products s8 x s8 (16 MACs per
-instruction, no horizontal sums).  Activations are stored as int8 ``q`` (``sdot`` is signed x signed, no
-offset needed); ``bias_eff = bias - zero_point * sum_k w`` (``program.py``).  Exact: four products of at
-most 128 * 127 per lane and step, every accumulator below 2**31 (validator).
-
-The epilogue and op layout are those of ``x86_vnni.py`` (requantize, clamp/ReLU, fused 2x2/2 max-pool on
-the accumulators), storing ``y`` as int8.
+Sixteen <4 x i32> accumulators (4 output pixels x 4 x 4 output channels) stay in NEON registers (32 of
+them) for the whole K loop.  Per step of 4 k: four 16-byte loads of packed weights ([N_BLOCK, 4] int8 per
+group: 4 channels x 4 k each), and per pixel one 32-bit load of its 4 consecutive activation bytes
+broadcast to the 4 lanes, then ``acc = sdot(acc, weights, broadcast)``: per lane, acc + sum of 4 products
+s8 x s8 (16 MACs per instruction, no horizontal sums).  Activations are stored as int8 ``q`` (``sdot`` is
+signed x signed, no offset needed); ``bias_eff = bias - zero_point * sum_k w`` (``program.py``).  Exact:
+four products of at most 128 * 127 per lane and step, every accumulator below 2**31 (validator).
 """
 from __future__ import annotations
 
 import numpy as np
 from llvmlite import ir
-from numba import njit, types
 from numba.core import cgutils
-from numba.extending import intrinsic
 
-from ..quant import mbqm
-from . import program
-from .common import pool_op
+from . import driver
 
 N_BLOCK = 16
 ACT_OFFSET = 0
+WEIGHT_DTYPE = np.int8
+K_MAJOR = False
+ACC = ir.VectorType(ir.IntType(32), 4)
+N_ACC = 16
 
-_I8 = ir.IntType(8)
 _I32 = ir.IntType(32)
 _I64 = ir.IntType(64)
-_V4 = ir.VectorType(_I32, 4)
-_B16 = ir.VectorType(_I8, 16)
+_B16 = ir.VectorType(ir.IntType(8), 16)
 
 
-@intrinsic
-def tile_4x16(typingctx, tile, act, o0, o1, o2, o3, row_bytes, n_kh, span4, wts, w_off, k4_bytes):
-    """tile int32 (4, 16) <- sum over the patch of act (int8, flat) x wts (int8, flat, packed).
-
-    Arguments as ``x86_vnni.tile_4x32`` (weights for this 16-channel block start at byte ``w_off``).
-    """
-    sig = types.void(tile, act, o0, o1, o2, o3, row_bytes, n_kh, span4, wts, w_off, k4_bytes)
-
-    def codegen(context, builder, sig, args):
-        def i64(i):
-            return context.cast(builder, args[i], sig.args[i], types.int64)
-
-        tile_ptr = context.make_array(sig.args[0])(context, builder, args[0]).data
-        act_ptr = context.make_array(sig.args[1])(context, builder, args[1]).data
-        w_ptr = context.make_array(sig.args[9])(context, builder, args[9]).data
-        offs = [i64(2), i64(3), i64(4), i64(5)]
-        row, n_kh_v, span4_v, w_off_v, k4 = i64(6), i64(7), i64(8), i64(10), i64(11)
-        dot = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_V4, [_V4, _B16, _B16]),
-                                             "llvm.aarch64.neon.sdot.v4i32.v16i8")
-        zero = ir.Constant(_V4, None)
-        accs = [cgutils.alloca_once_value(builder, zero) for _ in range(16)]  # promoted to registers
-        w_cur = cgutils.alloca_once_value(builder, builder.gep(w_ptr, [w_off_v]))
-        undef = ir.Constant(_V4, ir.Undefined)
-        with cgutils.for_range(builder, n_kh_v) as kh:
-            run = builder.mul(kh.index, row)
-            with cgutils.for_range(builder, span4_v) as j:
-                wp = builder.load(w_cur)
-                ws = [builder.load(builder.bitcast(builder.gep(wp, [ir.Constant(_I64, 16 * q)]), _B16.as_pointer()),
-                                   align=1) for q in range(4)]
-                builder.store(builder.gep(wp, [k4]), w_cur)
-                at = builder.add(run, builder.shl(j.index, ir.Constant(_I64, 2)))
-                for r in range(4):
-                    p = builder.gep(act_ptr, [builder.add(offs[r], at)])
-                    a = builder.load(builder.bitcast(p, _I32.as_pointer()), align=1)
-                    b = builder.insert_element(undef, a, ir.Constant(_I32, 0))
-                    b = builder.shuffle_vector(b, undef, ir.Constant(_V4, None))  # broadcast lane 0
-                    b = builder.bitcast(b, _B16)
-                    for q, w in enumerate(ws):
-                        acc = accs[4 * r + q]
-                        builder.store(builder.call(dot, [builder.load(acc), w, b]), acc)
-        out = builder.bitcast(tile_ptr, _V4.as_pointer())
-        for n, acc in enumerate(accs):
-            builder.store(builder.load(acc), builder.gep(out, [ir.Constant(_I64, n)]), align=4)
-        return context.get_dummy_value()
-
-    return sig, codegen
+def step(builder, accs, w, pixels):
+    """accs[4r + q] += sdot(weights of channels 4q .. 4q+3, broadcast(pixel r's 4 bytes))."""
+    dot = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ACC, [ACC, _B16, _B16]),
+                                         "llvm.aarch64.neon.sdot.v4i32.v16i8")
+    ws = [builder.load(builder.bitcast(builder.gep(w, [ir.Constant(_I64, 16 * q)]), _B16.as_pointer()), align=1)
+          for q in range(4)]
+    undef = ir.Constant(ACC, ir.Undefined)
+    for r, p in enumerate(pixels):
+        a = builder.load(builder.bitcast(p, _I32.as_pointer()), align=1)
+        b = builder.insert_element(undef, a, ir.Constant(_I32, 0))
+        b = builder.bitcast(builder.shuffle_vector(b, undef, ir.Constant(ACC, None)), _B16)  # broadcast lane 0
+        for q, wv in enumerate(ws):
+            acc = accs[4 * r + q]
+            builder.store(builder.call(dot, [builder.load(acc), wv, b]), acc)
 
 
-@njit(cache=True, inline="always")
-def _requant_s8(a, mult, shift, ozp, lo, hi):
-    y = np.int32(mbqm(a, mult, shift) + np.int32(ozp))
-    return np.int8(min(max(y, np.int32(lo)), np.int32(hi)))
+#: accs[4r + q] = pixel r's channels 4q .. 4q+3: the tile (4, 16) in order
+store = driver.store_in_order
 
-
-@njit(cache=True)
-def _conv(op, act, wts, prm, tile):
-    """One CONV op (conv or affine, optional fused 2x2/2 max-pool); see ``program.py`` for the fields."""
-    in_off, row, cp, stride, n_kh, span4 = op[1], op[2], op[3], op[4], op[5], op[6]
-    oh_n, ow_n, pooled, ph_n, pw_n = op[7], op[8], op[9], op[10], op[11]
-    out_off, out_row, out_cp, out_pad = op[12], op[13], op[14], op[15]
-    n, n_pad, w_off, p_off, ozp, lo, hi = op[16], op[17], op[18], op[19], op[20], op[21], op[22]
-    beff = prm[p_off : p_off + n]
-    mult = prm[p_off + n : p_off + 2 * n]
-    shift = prm[p_off + 2 * n : p_off + 3 * n]
-    k4_bytes = n_pad * 4
-    px = stride * cp
-    t0, t1, t2, t3 = tile[0], tile[1], tile[2], tile[3]
-    if pooled:
-        for i in range(ph_n):
-            r0 = 2 * i
-            r1 = min(r0 + 1, oh_n - 1)
-            for j in range(pw_n):
-                c0 = 2 * j
-                c1 = min(c0 + 1, ow_n - 1)
-                a0 = in_off + r0 * stride * row + c0 * px
-                a2 = in_off + r1 * stride * row + c0 * px
-                dst = out_off + (i + out_pad) * out_row + (j + out_pad) * out_cp
-                for nb in range(0, n_pad, N_BLOCK):
-                    tile_4x16(tile, act, a0, a0 + (c1 - c0) * px, a2, a2 + (c1 - c0) * px, row, n_kh, span4,
-                              wts, w_off + nb * 4, k4_bytes)
-                    nc = min(N_BLOCK, n - nb)
-                    d = act[dst + nb : dst + nb + nc]
-                    b, m, s = beff[nb : nb + nc], mult[nb : nb + nc], shift[nb : nb + nc]
-                    for c in range(nc):
-                        v = max(max(t0[c], t1[c]), max(t2[c], t3[c]))
-                        d[c] = _requant_s8(np.int32(v + b[c]), m[c], s[c], ozp, lo, hi)
-    else:
-        m_n = oh_n * ow_n
-        for m0 in range(0, m_n, 4):
-            rows_n = min(4, m_n - m0)
-            a0, d0 = _pixel(m0, m_n, ow_n, in_off, stride * row, px, out_off, out_row, out_cp, out_pad)
-            a1, d1 = _pixel(m0 + 1, m_n, ow_n, in_off, stride * row, px, out_off, out_row, out_cp, out_pad)
-            a2, d2 = _pixel(m0 + 2, m_n, ow_n, in_off, stride * row, px, out_off, out_row, out_cp, out_pad)
-            a3, d3 = _pixel(m0 + 3, m_n, ow_n, in_off, stride * row, px, out_off, out_row, out_cp, out_pad)
-            for nb in range(0, n_pad, N_BLOCK):
-                tile_4x16(tile, act, a0, a1, a2, a3, row, n_kh, span4, wts, w_off + nb * 4, k4_bytes)
-                nc = min(N_BLOCK, n - nb)
-                b, m, s = beff[nb : nb + nc], mult[nb : nb + nc], shift[nb : nb + nc]
-                for r in range(rows_n):
-                    t = tile[r]
-                    dst = d0 if r == 0 else (d1 if r == 1 else (d2 if r == 2 else d3))
-                    d = act[dst + nb : dst + nb + nc]
-                    for c in range(nc):
-                        d[c] = _requant_s8(np.int32(t[c] + b[c]), m[c], s[c], ozp, lo, hi)
-
-
-@njit(cache=True, inline="always")
-def _pixel(mm, m_n, ow_n, in_off, in_row_step, px, out_off, out_row, out_cp, out_pad):
-    """(patch start in act, output address) of output pixel ``mm`` (clamped to the last: a tile's tail)."""
-    mm = min(mm, m_n - 1)
-    oh = mm // ow_n
-    ow = mm - oh * ow_n
-    return in_off + oh * in_row_step + ow * px, out_off + (oh + out_pad) * out_row + (ow + out_pad) * out_cp
-
-
-@njit(cache=True)
-def _load(op, image, act):
-    """The image's uint8 pixels -> int8 ``q = pixel - 128`` in the input tensor."""
-    h_n, w_n, c_n = op[1], op[2], op[3]
-    out_off, out_row, out_cp, out_pad = op[12], op[13], op[14], op[15]
-    for h in range(h_n):
-        at = out_off + (h + out_pad) * out_row + out_pad * out_cp
-        d = act[at : at + w_n * out_cp]
-        s = image[h * w_n * c_n : (h + 1) * w_n * c_n]
-        if c_n == 3 and out_cp == 4:  # RGB: one 4-byte group per pixel (the 4th byte's weights are 0)
-            for w in range(w_n):
-                d[4 * w] = np.int8(np.int32(s[3 * w]) - np.int32(128))
-                d[4 * w + 1] = np.int8(np.int32(s[3 * w + 1]) - np.int32(128))
-                d[4 * w + 2] = np.int8(np.int32(s[3 * w + 2]) - np.int32(128))
-        else:
-            for w in range(w_n):
-                for c in range(c_n):
-                    d[w * out_cp + c] = np.int8(np.int32(s[w * c_n + c]) - np.int32(128))
-
-
-@njit(cache=True)
-def run_ops(ops, start, stop, image, act, wts, prm, tile):
-    """Run ``ops[start:stop]`` (the program's op table, int64 rows) on the arenas; one Numba call."""
-    for i in range(start, stop):
-        op = ops[i]
-        kind = op[0]
-        if kind == program.CONV:
-            _conv(op, act, wts, prm, tile)
-        elif kind == program.POOL:
-            pool_op(op, act)
-        else:
-            _load(op, image, act)
-
-
-def build_plan(qnet, rows: list, fuse: bool, fuse_blocks: bool = True) -> program.TilePlan:
-    """Pack ``qnet`` once (weights [K/4, N_pad, 4], bias_eff with the zero-point fold) and return its plan."""
-    prog = program.build_program(qnet, rows, fuse, fuse_blocks, np.int8, ACT_OFFSET, N_BLOCK)
-    return program.TilePlan(prog, run_ops)
+run_ops = driver.executor(__name__)

@@ -5,6 +5,8 @@ Imports the standard library and llvmlite only (never numba's compiler: this run
 * x86: the AVX2 tile needs ``avx2``; the AVX-512 VNNI tile needs ``avx512f``, ``avx512bw`` and ``avx512vnni`` in the features LLVM
   compiles for.  That is llvmlite's host detection (what Numba uses) unless ``NUMBA_CPU_NAME`` /
   ``NUMBA_CPU_FEATURES`` override it, in which case the override's feature string must name them.
+* aarch64 without the dot product: the NEON ``smlal`` tile needs the CPU to be aarch64 with Advanced SIMD
+  (AT_HWCAP asimd, bit 1); every LLVM aarch64 target has ``neon``, so no target check is needed.
 * aarch64: the ``sdot`` tile needs the CPU to execute it -- ``getauxval(AT_HWCAP)`` bit 20, read by
   ``kernels/cpu_features.py`` (right on real boards and under qemu-user) -- *and* LLVM's target to
   have ``dotprod``, else LLVM aborts the process while selecting SDOT.  Under qemu, llvmlite sees the
@@ -82,6 +84,16 @@ def x86_avx2_reason() -> str | None:
         return f"NUMBA_CPU_NAME={name!r} / NUMBA_CPU_FEATURES={feats!r} override Numba's target and do not name +avx2"
     if not llvm_host_features().get("avx2", False):
         return "the CPU lacks avx2 (llvmlite host features)"
+    return None
+
+
+def arm_neon_reason() -> str | None:
+    """None when the aarch64 NEON ``smlal`` tile can be compiled and run here, else why not (one line)."""
+    cpu = cpu_features.detect()
+    if cpu.machine != "aarch64":
+        return f"machine is {cpu.machine}, not aarch64"
+    if not cpu.arm_asimd:
+        return f"AT_HWCAP {cpu.hwcap:#x} lacks asimd (bit 1)"
     return None
 
 

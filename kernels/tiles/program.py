@@ -1,7 +1,7 @@
 """A whole int8 net as a table of ops over three preallocated arenas: the plan of the register-tile paths.
 
-Imports numpy only.  Shared by ``x86_vnni.py`` and ``arm_dot.py``, which differ only in how an
-activation byte is stored (``act_offset``) and in the tile's channel width (``n_block``).
+Imports numpy only.  Shared by every tile path (``driver.py``); the paths differ only in how an activation
+byte is stored (``act_offset``), the tile's channel width (``n_block``) and the weights' type and order.
 
 Layout, decided once at model load (nothing is allocated per frame):
 
@@ -11,12 +11,15 @@ Layout, decided once at model load (nothing is allocated per frame):
   ``q + 128`` as uint8, because ``vpdpbusd`` multiplies *unsigned* by signed bytes; arm: ``q``).  The
   border and the padding channels are filled once with the consumer's input zero point (+ offset), so no
   op ever pads.  Tensors start on 64-byte boundaries.
-* **Implicit GEMM**: a conv output pixel's patch is KH runs of KW*Cp contiguous bytes, ``row_bytes``
+* **Implicit GEMM**: a conv output pixel's patch is KH runs of KW*Cp contiguous bytes, ``row_elems``
   apart; the tile reads them in place (no im2col).  An affine layer is a 1x1 "conv" whose one patch is
   the whole (contiguous) input tensor, flatten included (NHWC row-major, padding channels get zero weights).
-* **Weights** (``wts``, int8): per layer packed as [K/4, N_pad, 4] -- K in (kh, kw, c) order over the
-  padded channels, four consecutive k of one output channel adjacent, N rounded up to ``n_block`` with
-  zero weights -- so one load of 64 (x86) or 16 (arm) bytes gives 16 or 4 output channels x 4 k.  64-byte aligned.
+* **Weights** (``wts``, int8, or int16 where the path multiplies int16 lanes): per layer packed as
+  [K/4, N_pad, 4] -- K in (kh, kw, c) order over the padded channels, four consecutive k of one output
+  channel adjacent, N rounded up to ``n_block`` with zero weights -- so one load of 64 (x86) or 16 (arm)
+  bytes gives 16 or 4 output channels x 4 k.  ``k_major``: within each group of 4 k, each channel block is
+  [4, n_block] instead (one k's channels adjacent, for multiply-by-lane tiles); a block still starts at
+  element ``nb * 4`` of its group.  64-byte aligned.
 * **Constants** (``prm``, int32): per layer ``bias_eff`` (O), ``multiplier`` (O), ``shift`` (O), with
   ``bias_eff = bias - (input_zero_point + act_offset) * sum_k w[o, k]``: the stored bytes are
   ``q + act_offset``, and ``sum (q - zp) w = sum (q + off) w - (zp + off) sum w``.  Exact in int32: the
@@ -67,7 +70,7 @@ class Tensor:
         self.off = -1
 
     @property
-    def row_bytes(self) -> int:
+    def row_elems(self) -> int:
         return self.wp * self.cp
 
 
@@ -94,12 +97,15 @@ class Program:
         return q.reshape(-1).copy() if flat else q.copy()
 
 
-def _pack_weights(w_oc: np.ndarray, n_block: int) -> np.ndarray:
-    """int8 (O, K) with K % 4 == 0 -> int8 [K/4, N_pad, 4] flattened (N_pad = O rounded up to n_block)."""
+def _pack_weights(w_oc: np.ndarray, n_block: int, k_major: bool = False) -> np.ndarray:
+    """int8 (O, K) with K % 4 == 0 -> int8 [K/4, N_pad, 4] flattened (N_pad = O rounded up to n_block);
+    ``k_major``: [K/4, N_pad/n_block, 4, n_block] instead (same size, same block starts)."""
     o, k = w_oc.shape
     n_pad = round_up(o, n_block)
     packed = np.zeros((k // 4, n_pad, 4), np.int8)
     packed[:, :o, :] = w_oc.reshape(o, k // 4, 4).transpose(1, 0, 2)
+    if k_major:
+        packed = packed.reshape(k // 4, n_pad // n_block, n_block, 4).transpose(0, 1, 3, 2).copy()
     return packed.reshape(-1)
 
 
@@ -117,8 +123,11 @@ def _layer_weights(q, t_in: Tensor) -> np.ndarray:
 
 
 def build_program(qnet, rows: list, fuse: bool, fuse_blocks: bool, act_dtype, act_offset: int,
-                  n_block: int) -> Program:
+                  n_block: int, weight_dtype=np.int8, k_major: bool = False) -> Program:
     """Pack ``qnet`` (validated; ``rows`` = its ``nets.iter_counts``) into a :class:`Program`.
+
+    ``weight_dtype``: the weight arena's type (int16 = the int8 values widened once, here);
+    ``k_major``: the weight order of :func:`_pack_weights`.  Weight offsets count elements.
 
     ``fuse``: fold a 2x2/2 max-pool into the conv before it (else one op per layer: the trace).
     ``fuse_blocks``: ``steps`` is one step for the whole net (else one step per op).
@@ -153,7 +162,7 @@ def build_program(qnet, rows: list, fuse: bool, fuse_blocks: bool, act_dtype, ac
     t_in = tensor_for(tuple(qnet.spec.input_shape), first, qnet.input_zero_point)
     tensors = [t_in]
     ops, wts, prm, steps = [], [], [], []
-    w_bytes = p_words = 0
+    w_elems = p_words = 0
     zp = qnet.input_zero_point
     load = np.zeros(N_FIELDS, np.int64)
     load[[F_KIND, 1, 2, 3]] = LOAD, t_in.h, t_in.w, t_in.c
@@ -178,7 +187,7 @@ def build_program(qnet, rows: list, fuse: bool, fuse_blocks: bool, act_dtype, ac
         elif isinstance(q, (QConv, QAffine)):
             w = _layer_weights(q, t_cur)
             o, k = w.shape
-            packed = _pack_weights(w, n_block)
+            packed = _pack_weights(w, n_block, k_major)
             wsum = q.weights.reshape(o, -1).astype(np.int64).sum(axis=1)
             beff = q.bias.astype(np.int64) - (int(q.input_zero_point) + act_offset) * wsum
             if beff.size and (beff.max() >= 2**31 or beff.min() < -(2**31)):  # pragma: no cover - validate bounds it
@@ -189,20 +198,20 @@ def build_program(qnet, rows: list, fuse: bool, fuse_blocks: bool, act_dtype, ac
                 op[[F_STRIDE, F_KH, F_SPAN4, F_OH, F_OW]] = s.stride, s.kernel, s.kernel * t_cur.cp // 4, conv_h, conv_w
             else:
                 op[[F_STRIDE, F_KH, F_SPAN4, F_OH, F_OW]] = 1, 1, k // 4, 1, 1
-            op[[F_KIND, F_N, F_NPAD, F_W, F_P]] = CONV, o, round_up(o, n_block), w_bytes, p_words
+            op[[F_KIND, F_N, F_NPAD, F_W, F_P]] = CONV, o, round_up(o, n_block), w_elems, p_words
             op[[F_OZP, F_LO, F_HI]] = q.output_zero_point, q.act_min, q.act_max
             if len(g) == 2:
                 op[[F_POOL, F_PH, F_PW]] = 1, t_out.h, t_out.w
             else:
                 op[[F_POOL, F_PH, F_PW]] = 0, t_out.h, t_out.w
-            wts.append((w_bytes, packed))
-            w_bytes = round_up(w_bytes + packed.size, ALIGN_BYTES)
+            wts.append((w_elems, packed))
+            w_elems = round_up(w_elems + packed.size, ALIGN_BYTES)
             prm.append((p_words, np.concatenate([beff.astype(np.int32), q.multiplier, q.shift])))
             p_words += 3 * o
         else:  # pragma: no cover - validate.check_qnet rejects it first
             raise KernelError(f"unknown layer {type(q).__name__}")
-        op[F_ROW], op[F_CP] = t_cur.row_bytes, t_cur.cp
-        op[[F_OUT_ROW, F_OUT_CP, F_OUT_PAD]] = t_out.row_bytes, t_out.cp, t_out.pad
+        op[F_ROW], op[F_CP] = t_cur.row_elems, t_cur.cp
+        op[[F_OUT_ROW, F_OUT_CP, F_OUT_PAD]] = t_out.row_elems, t_out.cp, t_out.pad
         ops.append((op, (t_cur, t_out)))
         steps.append((names, len(ops) - 1, len(ops), t_out, isinstance(q, QAffine)))
         t_cur = t_out
@@ -217,9 +226,9 @@ def build_program(qnet, rows: list, fuse: bool, fuse_blocks: bool, act_dtype, ac
     prog.act = raw[shift : shift + off].view(prog.act_dtype)
     for t in tensors:
         prog.act.view(np.uint8)[t.off : t.off + t.nbytes] = t.fill
-    raww = np.zeros(w_bytes + ALIGN_BYTES, np.int8)
-    wshift = (-raww.ctypes.data) % ALIGN_BYTES
-    prog.wts = raww[wshift : wshift + max(w_bytes, 1)]
+    raww = np.zeros(w_elems + ALIGN_BYTES, weight_dtype)
+    wshift = (-raww.ctypes.data) % ALIGN_BYTES // raww.itemsize  # numpy's allocations are itemsize-aligned
+    prog.wts = raww[wshift : wshift + max(w_elems, 1)]
     for at, packed in wts:
         prog.wts[at : at + packed.size] = packed
     prog.prm = np.zeros(max(p_words, 1), np.int32)
@@ -228,7 +237,7 @@ def build_program(qnet, rows: list, fuse: bool, fuse_blocks: bool, act_dtype, ac
     prog.ops = np.zeros((len(ops), N_FIELDS), np.int64)
     for n, (op, where) in enumerate(ops):
         if op[F_KIND] == LOAD:
-            op[F_OUT], op[F_OUT_ROW], op[F_OUT_CP], op[F_OUT_PAD] = where.off, where.row_bytes, where.cp, where.pad
+            op[F_OUT], op[F_OUT_ROW], op[F_OUT_CP], op[F_OUT_PAD] = where.off, where.row_elems, where.cp, where.pad
         else:
             t_src, t_dst = where
             op[F_IN], op[F_OUT] = t_src.off, t_dst.off
