@@ -218,6 +218,8 @@ def run_demo(video: str | None = None, enroll: list[tuple[str, str]] | None = No
         with timeline.lock:
             timeline.started = False
         mon.link.request(P.Opcode.REBOOT, timeout_s=30.0)
+        if recorder is not None:  # a board boots with debug embeddings off (they are biometric data)
+            mon.link.request(P.Opcode.DEBUG_EMBEDDINGS, {"on": True}, timeout_s=30.0)
         booted_by = time.monotonic() + 60.0
         while not timeline.started and time.monotonic() < booted_by:
             mon.watch(0.1)  # events of the previous pass still in flight stay quiet

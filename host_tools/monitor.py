@@ -235,6 +235,7 @@ class Monitor:
         self._print_lock = threading.Lock()
         self._hex_offset = 0
         self._resync = threading.Event()
+        self._next_ping = 0.0
         self.link = Link(url, baud=baud, timeout_s=2.0, on_event=self._on_frame,
                          on_raw=self._on_raw if view == "hex" else None, on_link=self._on_link, open_timeout_s=10.0)
 
@@ -315,6 +316,18 @@ class Monitor:
                 if self._resync.wait(timeout=0.1):
                     self._resync.clear()
                     self._greet()
+                self._keep_debug_session()
+
+    def _keep_debug_session(self) -> None:
+        """The board ends a debug-embeddings session after DEBUG_SESSION_IDLE_S without a request: while
+        recording, PING every third of that."""
+        if self.recorder is None or time.monotonic() < self._next_ping:
+            return
+        self._next_ping = time.monotonic() + P.DEBUG_SESSION_IDLE_S / 3
+        try:
+            self.link.request(P.Opcode.PING, retries=0)
+        except Exception:  # noqa: BLE001 - a lost link is reported as link.lost; the greeting re-enables them
+            pass
 
     def close(self) -> None:
         if self.recorder is not None and self.link.connected:
