@@ -39,6 +39,7 @@ from . import evaluate as E
 from . import teacher as T
 from .errors import HostToolError
 from .losses import DistillationLoss, GlobalBatchLoss, MultibatchLoss, build_loss
+from .heldout import verification
 from .samplers import MixedBatchSampler, PairBatchSampler, PKBatchSampler, UniformBatchSampler
 from .torch_nets import build_torch_net, to_input
 
@@ -87,6 +88,11 @@ class TrainConfig:
     video: tuple = ()  # videos whose faces (cut as the board cuts them) join training without labels; needs a teacher
     video_bundle: str = "models/default.wfb"  # whose alignment net frames the video faces
     video_stride: int = 3
+    # "loader": decode and augment per image in DataLoader workers (cv2, ``data.Augment``); "memory": decode every
+    # crop once into a uint8 tensor and augment whole batches in torch on the device (``batch_augment``)
+    pipeline: str = "loader"
+    damage: float = 1.0  # memory pipeline: strength of the camera damage (batch_augment.Damage); 0 = geometry only
+    select_on: str = "lfw_dev"  # best.pt by "lfw_dev" (View 1 test pairs) or "heldout" (held-out CelebA identities)
     extra: dict = field(default_factory=dict)
 
 
@@ -207,6 +213,12 @@ class Trainer:
         self.train_set = FaceDataset(self.train_records, D.Augment() if cfg.augment else None, [c for _, c in video_faces], teacher)
         self.distill = DistillationLoss(cfg.distill_relational, cfg.distill_direct).to(self.device) if cfg.teacher else None
         self.val_set = FaceDataset(self.val_records, None)
+        self.memory = self._memory_pipeline(video_faces, teacher) if cfg.pipeline == "memory" else None
+        if cfg.pipeline not in ("loader", "memory"):
+            raise HostToolError(f"--pipeline {cfg.pipeline}: 'loader' or 'memory'")
+        if cfg.select_on not in ("lfw_dev", "heldout"):
+            raise HostToolError(f"--select-on {cfg.select_on}: 'lfw_dev' or 'heldout'")
+        self._heldout = None  # (clean uint8, hard uint8, identity labels), decoded at the first evaluation
 
         spec = nets.get_net(cfg.net)
         if spec.output != "embedding":
@@ -249,6 +261,54 @@ class Trainer:
         from .video_faces import video_face_crops
 
         return [kc for v in cfg.video for kc in video_face_crops(v, cfg.video_bundle, cfg.video_stride)]
+
+    def _memory_pipeline(self, video_faces: list, teacher: np.ndarray | None) -> dict:
+        """The memory pipeline's tensors: every training crop (uint8 NHWC), labels, teacher targets, the augmenter."""
+        from .batch_augment import BatchAugment, Damage
+        from .face_tensor import decode_all
+
+        t0 = time.perf_counter()
+        images = torch.from_numpy(decode_all(self.train_records, [c for _, c in video_faces], max(1, torch.get_num_threads())))
+        self.log(f"memory pipeline: {len(images)} crops decoded into {images.numel() / 2**20:.0f} MiB in {time.perf_counter() - t0:.0f} s")
+        damage = Damage(self.cfg.damage) if self.cfg.augment else None
+        where = self.device if self.device.type == "cuda" else torch.device("cpu")  # on a GPU: everything on it
+        return {"images": images.to(where), "labels": torch.from_numpy(self.train_set.labels).to(where),
+                "teacher": None if teacher is None else torch.from_numpy(teacher).to(where),
+                "augment": BatchAugment(damage, self.device)}
+
+    def _memory_batches(self, batches: "SeededBatches"):
+        """(network input on the device, labels, teacher targets or None) per batch; the damage drawn from a
+        generator seeded by (seed, step), so a resumed run draws the same batches and the same damage."""
+        m = self.memory
+        step = self.step
+        for batch in batches:
+            idx = torch.as_tensor([i for i, _ in batch], dtype=torch.long).to(m["images"].device)
+            gen = torch.Generator().manual_seed((self.cfg.seed * 1_000_003 + step) % (2**63))
+            step += 1
+            x = m["augment"](m["images"][idx], gen)
+            if self.cfg.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            yield x, m["labels"][idx], None if m["teacher"] is None else m["teacher"][idx]
+
+    def heldout_scores(self) -> dict:
+        """Verification on the held-out CelebA identities (the val split), clean and camera-damaged copies."""
+        from .batch_augment import hard_copy
+        from .face_tensor import decode_all
+
+        if len(np.unique(self.val_records.identities)) < 2:
+            return {}
+        if self._heldout is None:
+            clean = decode_all(self.val_records)
+            self._heldout = (clean, hard_copy(clean), self.val_records.identities)
+        clean, hard, ids = self._heldout
+        embed = E.torch_embedder(self.model, self.device, self.cfg.channels_last)
+        out = {}
+        for name, imgs in (("heldout", clean), ("heldout_hard", hard)):
+            emb = np.concatenate([embed(imgs[s:s + 256]) for s in range(0, len(imgs), 256)])
+            v = verification(emb, ids)
+            out[f"{name}_acc"] = v.balanced_accuracy
+            out[f"{name}_tar"] = v.tar_at_far_1e3
+        return out
 
     def _teacher_targets(self, keys: list[str]) -> np.ndarray | None:
         """(len(keys), 128) L2-normalised teacher descriptors, or None without a teacher; every key must be cached."""
@@ -320,11 +380,16 @@ class Trainer:
             "torch_rng": torch.get_rng_state(),
         }
 
-    def _save(self, name: str) -> None:
+    def _save(self, name: str, weights_only: bool = False) -> None:
+        """Atomic save; ``weights_only``: model, loss, config and counters (no optimizer: a third the size)."""
         if self.rank != 0:
             return
         tmp = self.out / (name + ".tmp")
-        torch.save(self._checkpoint(), tmp)
+        ckpt = self._checkpoint()
+        if weights_only:
+            for k in ("optimizer", "scheduler", "torch_rng"):
+                ckpt.pop(k)
+        torch.save(ckpt, tmp)
         os.replace(tmp, self.out / name)
 
     def _load(self, path: Path) -> None:
@@ -442,9 +507,14 @@ class Trainer:
         }
         if cfg.time_budget_s > 0:
             row["total_steps"] = self.total_steps
-        if row["lfw_dev_acc"] == row["lfw_dev_acc"] and row["lfw_dev_acc"] > self.best_dev:
-            self.best_dev = row["lfw_dev_acc"]
-            self._save("best.pt")
+        if cfg.select_on == "heldout" or cfg.pipeline == "memory":
+            row.update(self.heldout_scores())
+        score = row["lfw_dev_acc"]
+        if cfg.select_on == "heldout":  # clean and damaged held-out identities weigh the same
+            score = 0.5 * (row.get("heldout_acc", float("nan")) + row.get("heldout_hard_acc", float("nan")))
+        if score == score and score > self.best_dev:
+            self.best_dev = score
+            self._save("best.pt", weights_only=True)
         self._save("last.pt")
         with open(self.out / "history.jsonl", "a") as fh:
             fh.write(json.dumps(row) + "\n")
@@ -476,8 +546,11 @@ class Trainer:
             sampler.set_epoch(self.epoch)
             losses, t0 = [], time.perf_counter()
             epoch_t0 = t0
-            for images, labels, *teacher in self._loader(self.train_set, SeededBatches(sampler, cfg.seed, skip, self.rank, self.world)):
-                emb = self.train_model(self._to_device(images))
+            seeded = SeededBatches(sampler, cfg.seed, skip, self.rank, self.world)
+            batches = self._memory_batches(seeded) if self.memory else self._loader(self.train_set, seeded)
+            for images, labels, *teacher in batches:
+                teacher = [t for t in teacher if t is not None]
+                emb = self.train_model(images if self.memory else self._to_device(images))
                 loss = self.objective(emb, labels.to(self.device), teacher[0].to(self.device) if teacher else None)
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()

@@ -46,6 +46,12 @@ def register(sub) -> None:
     d.add_argument("--video", action="append", default=[], help="a video whose faces join training unlabelled (repeatable)")
     d.add_argument("--video-bundle", default="models/default.wfb", help="bundle whose alignment net frames the video faces")
     d.add_argument("--video-stride", type=int, default=3, help="every Nth video frame")
+    p.add_argument("--pipeline", choices=("loader", "memory"), default="loader",
+                   help="memory: decode every crop once, augment whole batches in torch on the device (faster)")
+    p.add_argument("--damage", type=float, default=1.0,
+                   help="memory pipeline: strength of the camera damage (grey, side light, blur, occlusion...; 0: geometry only)")
+    p.add_argument("--select-on", choices=("lfw_dev", "heldout"), default="lfw_dev",
+                   help="best.pt by LFW View 1 dev pairs or by held-out CelebA identities (clean + damaged)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run_train)
@@ -97,6 +103,7 @@ def run_train(args) -> int:
         teacher=args.teacher, distill_relational=args.distill_relational, distill_direct=args.distill_direct,
         hinge_weight=args.hinge_weight, all_faces=args.all_faces, extra_per_batch=args.extra_per_batch,
         video=tuple(args.video), video_bundle=args.video_bundle, video_stride=args.video_stride,
+        pipeline=args.pipeline, damage=args.damage, select_on=args.select_on,
     )
     Trainer(cfg, resume=args.resume, progress=not args.no_progress).run()
     return 0

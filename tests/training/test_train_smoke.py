@@ -84,3 +84,22 @@ def test_trainer_runs_and_resume_matches_an_uninterrupted_run(tmp_path):
     resumed.run()
     for (k, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
         assert torch.allclose(a.float(), b.float(), atol=1e-5), k
+
+
+@pytest.mark.slow
+def test_memory_pipeline_resumes_exactly_and_selects_on_held_out_identities(tmp_path):
+    pack = _pack(tmp_path)
+    common = dict(net="A", data=str(pack), batch=8, k_per_identity=2, images=32, workers=0, warmup_steps=1, ckpt_every=2,
+                  val_batches=1, seed=3, pipeline="memory", damage=1.0, select_on="heldout")
+    straight = Trainer(TrainConfig(out=str(tmp_path / "a"), **common), progress=False, log=lambda *_: None)
+    rows = straight.run()
+    assert {"heldout_acc", "heldout_hard_acc", "heldout_tar"} <= set(rows[-1])
+    best = torch.load(tmp_path / "a" / "best.pt", weights_only=False)
+    assert "optimizer" not in best and best["best_dev"] == pytest.approx(max(0.5 * (r["heldout_acc"] + r["heldout_hard_acc"]) for r in rows))
+
+    first = Trainer(TrainConfig(out=str(tmp_path / "b"), **common), progress=False, log=lambda *_: None)
+    first.run(stop_after_steps=2)
+    resumed = Trainer(TrainConfig(out=str(tmp_path / "b"), **common), resume=True, progress=False, log=lambda *_: None)
+    resumed.run()
+    for (k, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.allclose(a.float(), b.float(), atol=1e-5), k

@@ -1,0 +1,59 @@
+"""Held-out identities: verification figures and the board's open-set decision, worked out on tiny embeddings."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from wearface.host_tools.errors import DataError
+from wearface.host_tools.heldout import choose_theta, open_set, threshold_at_far, tune_report_split, verification
+
+
+def _clusters(n_ids=60, per_id=5, spread=0.05, seed=0):
+    """Identity k sits at a random unit vector; its images within ``spread`` of it."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(n_ids, 64))
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    emb = np.repeat(centres, per_id, axis=0) + rng.normal(0, spread, size=(n_ids * per_id, 64))
+    return emb / np.linalg.norm(emb, axis=1, keepdims=True), np.repeat(np.arange(n_ids) + 1000, per_id)
+
+
+def test_separated_clusters_verify_perfectly_and_overlapping_ones_do_not():
+    emb, ids = _clusters()
+    v = verification(emb, ids)
+    assert v.balanced_accuracy == 1.0 and v.tar_at_far_1e3 == 1.0
+    assert v.n_positive == 60 * 10 and v.n_negative == 300 * 299 // 2 - 600
+    noisy = verification(*_clusters(spread=2.0))
+    assert noisy.balanced_accuracy < 0.8
+
+
+def test_threshold_at_far_counts_strangers_below_it():
+    dist = np.array([0.1, 0.2, 0.3, 0.4, 0.5])
+    same = np.array([True, False, False, False, False])
+    assert threshold_at_far(dist, same, 0.0) == 0.2  # nothing accepted below the closest stranger
+    assert threshold_at_far(dist, same, 0.5) == 0.4  # two of four strangers below
+    with pytest.raises(DataError):
+        threshold_at_far(dist, np.ones(5, bool), 0.1)
+
+
+def test_open_set_names_people_and_refuses_strangers_at_a_good_theta():
+    emb, ids = _clusters()
+    r = open_set(emb, ids, theta=0.6, people=20, per_person=3, trials=3)
+    assert r.strangers_named == 0.0 and r.named_correctly == 1.0 and r.named_wrongly == 0.0
+    assert r.strangers == 40 * 5 and r.enrolled_probes == 20 * 2
+    everyone = open_set(emb, ids, theta=10.0, people=20, per_person=3, trials=3)
+    assert everyone.strangers_named == 1.0  # θ above every distance names every stranger
+
+
+def test_choose_theta_meets_its_stranger_target_and_halves_are_disjoint():
+    emb, ids = _clusters(spread=0.5)
+    theta = choose_theta(emb, ids, strangers_named=0.02, people=20, trials=3)
+    assert open_set(emb, ids, theta, people=20, trials=3).strangers_named <= 0.02
+    assert open_set(emb, ids, theta + 0.2, people=20, trials=3).strangers_named > 0.02
+    tune, report = tune_report_split(ids)
+    assert not (set(ids[tune]) & set(ids[report])) and (tune | report).all()
+
+
+def test_open_set_refuses_a_gallery_it_cannot_draw():
+    emb, ids = _clusters(n_ids=5, per_id=2)
+    with pytest.raises(DataError, match="identities"):
+        open_set(emb, ids, 0.5, people=20)
