@@ -26,7 +26,9 @@ under another space), ``created_at`` (ISO 8601 UTC), ``provenance`` (free JSON: 
 commit), ``data_terms`` (list of str, e.g. CelebA's non-commercial research terms), ``nets``
 (``"align"`` and ``"embed"``: spec name, input shape and normalisation, input/output quantization,
 the layer list of ``kernels.nets`` with each conv/affine layer's scalar quantization parameters and
-the names of its tensors), ``golden`` (input image tensors with their exact int8 and float outputs)
+the names of its tensors), ``golden`` (input image tensors with their exact int8 and float outputs),
+``layer_golden`` (optional; per net, per conv/affine layer: the SHA-256 of its response to a layer probe, see
+``firmware/golden.py``: every weight counts; bundles built before it lack it and get the end-to-end vectors only)
 and ``tensors`` (name, dtype, shape, offset in the tensor section, size in bytes).
 
 API (stable; the firmware uses it)::
@@ -122,6 +124,8 @@ class Bundle:
     sha256: str
     key_id: str | None
     golden: list = field(default_factory=list)
+    #: {"align": [...], "embed": [...]} layer-probe digests (``golden.layer_golden``), or {} in older bundles
+    layer_golden: dict = field(default_factory=dict)
 
     @property
     def signed(self) -> bool:
@@ -445,6 +449,29 @@ class _ManifestReader:
             act_min=act_min, act_max=act_max, weight_scale=weight_scale,
         )
 
+    def layer_golden(self, manifest: dict) -> dict:
+        """The optional ``layer_golden`` object, its structure checked (the digests are checked by the self-test)."""
+        if "layer_golden" not in manifest:
+            return {}
+        table = self.get(manifest, "layer_golden", dict, "")
+        if sorted(table) != sorted(NET_ROLES):
+            self.fail(f"manifest layer_golden: expected the nets {list(NET_ROLES)}, found {sorted(table)!r:.60}")
+        out = {}
+        for role in NET_ROLES:
+            entries = self.get(table, role, list, "layer_golden")
+            for i, entry in enumerate(entries):
+                where = f"layer_golden.{role}[{i}]"
+                self.get(entry, "layer", str, where)
+                self.get(entry, "index", int, where)
+                shape = self.get(entry, "probe_shape", list, where)
+                if not shape or not all(type(v) is int and 0 < v <= 4096 for v in shape):
+                    self.fail(f"manifest {where}.probe_shape: expected positive sizes, found {shape!r:.60}")
+                digest = self.get(entry, "sha256", str, where)
+                if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+                    self.fail(f"manifest {where}.sha256: expected 64 hex digits, found {digest!r:.70}")
+            out[role] = entries
+        return out
+
     def golden(self, manifest: dict, qnets: dict) -> list:
         vectors = []
         for i, entry in enumerate(self.get(manifest, "golden", list, "")):
@@ -480,6 +507,7 @@ def parse_manifest(container: Container) -> Bundle:
     if qnets["embed"].spec.output != "embedding" or qnets["align"].spec.output != "regression":
         r.fail("manifest nets: 'embed' must be an embedding net and 'align' a regression net")
     golden = r.golden(manifest, qnets)
+    layer_golden = r.layer_golden(manifest)
     compatible = r.get(manifest, "compatible", list, "")
     if not compatible or not all(isinstance(s, str) and s for s in compatible):
         r.fail(f"manifest compatible = {compatible!r:.60} (expected a non-empty list of board families)")
@@ -504,6 +532,7 @@ def parse_manifest(container: Container) -> Bundle:
         sha256=container.sha256.hex(),
         key_id=container.key_id.hex() if container.flags & FLAG_SIGNED else None,
         golden=golden,
+        layer_golden=layer_golden,
     )
 
 
@@ -552,7 +581,12 @@ def dequantize_output(qnet: qn.QuantizedNet, out_int8: np.ndarray) -> np.ndarray
 
 
 def run_golden(bundle: Bundle, name: str = "bundle") -> None:
-    """Run every golden vector through the int8 runtime; GOLDEN_MISMATCH on any difference."""
+    """The self-test: every layer probe (``golden.check_layer_golden``: a changed weight anywhere fails it), then
+    every golden vector through the int8 runtime; GOLDEN_MISMATCH on any difference."""
+    from .golden import check_layer_golden
+
+    for role, entries in bundle.layer_golden.items():
+        check_layer_golden(bundle.nets[role], role, entries, name)
     runtimes: dict = {}
     for i, g in enumerate(bundle.golden):
         net = bundle.nets[g.net]

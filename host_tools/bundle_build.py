@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from wearface.firmware import bundle as fmt
+from wearface.firmware.golden import layer_golden
 from wearface.kernels import nets, qnet as qn
 
 from .errors import BundleBuildError
@@ -196,6 +197,8 @@ def build_bundle(align_qnet: qn.QuantizedNet, embed_qnet: qn.QuantizedNet, thres
         "data_terms": terms,
         "nets": nets_json,
         "golden": golden,
+        # per layer, the digest of its response to a probe: the self-test then fails for a change of any weight
+        "layer_golden": {role: layer_golden(net, role) for role, net in qnets.items()},
         "tensors": table.entries,
     }
     data = pack(manifest, table.section())
