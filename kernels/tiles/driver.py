@@ -17,10 +17,12 @@ Imports numpy, numba and llvmlite only.  An ISA module (``x86_vnni.py``, ``x86_a
 * ``store(builder, accs, out)``: write the accumulators as the int32 tile (4, N_BLOCK) at ``out`` (i32*).
 
 How one Numba source serves every ISA: :func:`executor` returns a ``run_ops`` closure over the ISA
-module's *name* (a string constant), which reaches :func:`tile` as a string literal; ``tile``'s typing
-imports that module and emits its step.  Numba caches each closure apart (the cache key hashes the closure
-variables: a name and two ints, stable across processes), and the shared helpers below are compiled once
-per literal.  Compiling an ISA's step happens only when its ``run_ops`` is first called, after
+module's *key* (a string constant: its name and a hash of its source), which reaches :func:`tile` as a
+string literal; ``tile``'s typing imports that module and emits its step.  Numba caches each closure apart
+(the cache key hashes the closure variables: the key and two ints, stable across processes), and the shared
+helpers below are compiled once per literal.  The source hash is in the key because Numba's cache checks
+only the file of the function it caches (this one): without it, an edited ISA module would keep running
+its old cached step.  Compiling an ISA's step happens only when its ``run_ops`` is first called, after
 ``features.py`` said the CPU has it.
 
 The op loop and the epilogue (``_conv``): a CONV op's output pixels go 4 at a time through the tile, whose
@@ -31,7 +33,9 @@ a fused 2x2/2 max-pool the tile's 4 pixels are the pool window and the max of th
 """
 from __future__ import annotations
 
+import hashlib
 import importlib
+import importlib.util
 
 import numpy as np
 from llvmlite import ir
@@ -49,16 +53,23 @@ _I64 = ir.IntType(64)
 TILE_PIXELS = program.TILE_PIXELS
 
 
-def isa_module(name: str):
-    """The ISA module named ``name`` (a full module name, as the closures carry it)."""
-    return importlib.import_module(name)
+def isa_module(key: str):
+    """The ISA module of ``key`` (``module name`` or ``module name:source hash``, as the closures carry it)."""
+    return importlib.import_module(key.split(":")[0])
+
+
+def isa_key(name: str) -> str:
+    """``name:hash``: the ISA module's name and the first 16 hex digits of its source's sha256."""
+    spec = importlib.util.find_spec(name)
+    source = spec.loader.get_data(spec.origin) if spec and spec.origin else b""
+    return f"{name}:{hashlib.sha256(source).hexdigest()[:16]}"
 
 
 @intrinsic
 def tile(typingctx, isa, out, act, o0, o1, o2, o3, row, n_kh, span4, wts, w_off, k4):
     """out int32 (4, N_BLOCK) <- sum over the patch of act (bytes, flat) x wts (packed, flat).
 
-    ``isa``: the ISA module's name, a string literal.  Pixel r's patch starts at byte ``o_r`` of ``act``:
+    ``isa``: the ISA module's key (:func:`isa_key`), a string literal.  Pixel r's patch starts at byte ``o_r`` of ``act``:
     ``n_kh`` runs of ``span4`` groups of 4 bytes, ``row`` bytes apart.  This channel block's weights start
     at element ``w_off`` of ``wts``; consecutive groups of 4 k are ``k4`` (= 4 * N_pad) elements apart.
     Overwrites the whole tile.
@@ -197,10 +208,11 @@ def _load(op, image, act, act_offset):
                     d[w * out_cp + c] = np.int32(s[w * c_n + c]) + delta
 
 
-def executor(isa: str):
-    """``run_ops(ops, start, stop, image, act, wts, prm, tile)`` of the ISA module named ``isa``: runs the
+def executor(name: str):
+    """``run_ops(ops, start, stop, image, act, wts, prm, tile)`` of the ISA module named ``name``: runs the
     program's ops ``[start, stop)`` (int64 rows) on the arenas in one Numba call."""
-    mod = isa_module(isa)
+    mod = isa_module(name)
+    isa = isa_key(name)
     n_block, act_offset = int(mod.N_BLOCK), int(mod.ACT_OFFSET)
 
     @njit(cache=True)

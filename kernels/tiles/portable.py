@@ -1,14 +1,69 @@
-"""The portable tile path: the plain-Numba int16 im2col + GEMM of ``int_gemm.py`` (``plans.build_int_plan``).
+"""The portable tile: plain LLVM vector IR (no target intrinsic) on a 4-pixel x 8-channel register tile (the
+step; ``driver.py`` the rest).  Always available: the fallback where no ISA tile applies, and the cross-check.
 
-Always available (no instruction beyond what LLVM auto-vectorises for the host); the fallback on CPUs
-without a special path (aarch64 without dot product, x86 without AVX-512 VNNI) and the cross-check of
-the fast paths.  Weights are packed once here, at plan build (model load).
+Imports numpy, numba and llvmlite only.  The IR uses only ``sext``, ``mul``, ``add`` and shuffles on
+explicit vector types, so every LLVM target compiles it and picks its own instructions: the pair-product
+form below is the one x86's instruction selector turns into ``pmaddwd`` (SSE2, AVX2, AVX-512BW: two
+int16 products summed per int32 lane) and aarch64's into ``smull``/``smlal`` + pairwise adds.  Written as
+explicit vectors rather than left to the auto-vectoriser because that one chooses its vector width per CPU
+(256 bits on Intel's AVX-512 parts) and vectorised the old im2col GEMM along K with ``pmovsxwd`` +
+``pmulld`` per 8 MACs (``docs/kernels.md``, "The portable path").
+
+Activations are stored as int8 ``q`` (no offset); weights are the [N_BLOCK, 4] packing widened once to
+int16.  Per step of 4 k and per pixel: the pixel's 4 bytes sign-extended and repeated for the 8 channels,
+``even = a0*w0 + a2*w2`` and ``odd = a1*w1 + a3*w3`` lanes (16 int32 lanes = 8 channels x 2 halves), each
+exact (|.| <= 2 * 128 * 127); the two halves of a channel are added once, after the K loop (:func:`store`).
+Eight ... four <16 x i32> accumulators (one per pixel) for the whole K loop.
 """
 from __future__ import annotations
 
-from ..plans import build_int_plan, fuse_nin_blocks
+import numpy as np
+from llvmlite import ir
+
+from . import driver
+
+N_BLOCK = 8
+ACT_OFFSET = 0
+WEIGHT_DTYPE = np.int16
+K_MAJOR = False
+ACC = ir.VectorType(ir.IntType(32), 16)
+N_ACC = 4
+
+_I32 = ir.IntType(32)
+_I64 = ir.IntType(64)
+_B4 = ir.VectorType(ir.IntType(8), 4)
+_H16 = ir.VectorType(ir.IntType(16), 16)
+_H32 = ir.VectorType(ir.IntType(16), 32)
+_P32 = ir.VectorType(_I32, 32)
+_EVEN = ir.Constant(ir.VectorType(_I32, 16), list(range(0, 32, 2)))
+_ODD = ir.Constant(ir.VectorType(_I32, 16), list(range(1, 32, 2)))
 
 
-def build_plan(qnet, rows: list, fuse: bool, fuse_blocks: bool = True):
-    plan = build_int_plan(qnet, rows, fuse)
-    return fuse_nin_blocks(plan, qnet.layers) if fuse and fuse_blocks else plan
+def step(builder, accs, w, pixels):
+    """accs[r] lane 2c + h += a[2h] * w[c, 2h] + a[2h + 1] * w[c, 2h + 1] (pixel r, channel c, half h)."""
+    w32 = builder.sext(builder.load(builder.bitcast(w, _H32.as_pointer()), align=2), _P32)  # 8 channels x 4 k
+    repeat = ir.Constant(ir.VectorType(_I32, 32), [0, 1, 2, 3] * 8)
+    undef = ir.Constant(ir.VectorType(ir.IntType(8), 4), ir.Undefined)
+    for r, p in enumerate(pixels):
+        a = builder.load(builder.bitcast(p, _B4.as_pointer()), align=1)
+        a32 = builder.sext(builder.shuffle_vector(a, undef, repeat), _P32)  # a0 a1 a2 a3 x 8
+        prod = builder.mul(a32, w32)  # exact: |.| <= 128 * 127
+        undef_p = ir.Constant(_P32, ir.Undefined)
+        pairs = builder.add(builder.shuffle_vector(prod, undef_p, _EVEN), builder.shuffle_vector(prod, undef_p, _ODD))
+        builder.store(builder.add(builder.load(accs[r]), pairs), accs[r])
+
+
+def store(builder, accs, out):
+    """Channel c of pixel r = lane 2c + lane 2c+1 of accs[r]: the tile (4, 8)."""
+    v8 = ir.VectorType(_I32, 8)
+    out = builder.bitcast(out, v8.as_pointer())
+    even = ir.Constant(v8, list(range(0, 16, 2)))
+    odd = ir.Constant(v8, list(range(1, 16, 2)))
+    undef = ir.Constant(ACC, ir.Undefined)
+    for r in range(4):
+        v = builder.load(accs[r])
+        sums = builder.add(builder.shuffle_vector(v, undef, even), builder.shuffle_vector(v, undef, odd))
+        builder.store(sums, builder.gep(out, [ir.Constant(_I64, r)]), align=4)
+
+
+run_ops = driver.executor(__name__)
