@@ -6,13 +6,14 @@ Single image, one thread everywhere (NUMBA_NUM_THREADS=1, OPENBLAS_NUM_THREADS=1
 intra_op_num_threads=1, torch.set_num_threads(1)).  All engines run the same float weights
 (He-initialised at random: speed does not depend on the values): ours quantized by
 ``kernels.ptq.quantize_net``, run on every tile path this CPU has (``kernels.tiles.available_paths()``:
-``x86_vnni``, ``arm_dot``, ``portable`` = the ``int`` backend) and on the ``exact_gemm`` backend (float32
-BLAS on exact integers); ONNX Runtime's int8 model is the torch module (built by
+``x86_vnni``, ``x86_avx2``, ``arm_dot``, ``arm_neon``, ``portable``); ONNX Runtime's int8 model is the torch module (built by
 ``host_tools.torch_nets`` from the same ``nets.py`` lists) exported to ONNX and quantized by
 ``onnxruntime.quantization.quantize_static`` (QDQ, per-channel int8 weights, int8 activations),
 calibrated on the same images.  The engines are timed interleaved, one call each per round, so that
 load from other processes hits them alike; the table gives medians over ``--runs`` rounds after
-``--warmup`` rounds.  Then a per-step table of model A for each path (median of separate timings of
+``--warmup`` rounds, and the 10th percentile (on a loaded machine the median also counts the time the
+scheduler gave other processes; the low percentile is closer to the work itself), each with its ratio
+to ONNX Runtime's in the same run.  Then a per-step table of model A for each path (median of separate timings of
 each step), and the wall time of a fresh process that loads model A and embeds one image, with Numba's
 cache warm (the first start below fills it).
 """
@@ -103,8 +104,12 @@ def median_ms(samples) -> float:
     return float(np.median(samples) * 1e3)
 
 
+def p10_ms(samples) -> float:
+    return float(np.percentile(samples, 10) * 1e3)
+
+
 def time_interleaved(engines: dict, runs: int, warmup: int) -> dict:
-    """engines: {name: zero-arg callable}; returns {name: median ms} over ``runs`` rounds."""
+    """engines: {name: zero-arg callable}; returns {name: (median ms, 10th percentile ms)} over ``runs`` rounds."""
     samples = {name: [] for name in engines}
     for r in range(warmup + runs):
         for name, fn in engines.items():
@@ -113,30 +118,22 @@ def time_interleaved(engines: dict, runs: int, warmup: int) -> dict:
             dt = time.perf_counter() - t0
             if r >= warmup:
                 samples[name].append(dt)
-    return {name: median_ms(s) for name, s in samples.items()}
+    return {name: (median_ms(s), p10_ms(s)) for name, s in samples.items()}
 
 
 def per_step_table(rt, image, runs: int) -> list:
-    """[(step name, MACs, median ms, gather ms, gemm ms, requant ms)] for each fused step of ``rt``
-    (the parts only where the step has them: the portable path's im2col / GEMM / requantization)."""
+    """[(step name, MACs, median ms)] for each op of ``rt`` (a conv with its fused pool, a pool, an affine)."""
     macs = {r.layer.name: r.macs for r in nets.iter_counts(rt.spec)}
     rows = []
     for names, fn in rt.steps_for(image, fuse_blocks=False):
-        parts = [fn]
-        if hasattr(fn, "multiply"):
-            parts += [fn.gather, fn.multiply, fn.finish]
-        times = []
-        for part in parts:
-            for _ in range(5):
-                part()
-            s = []
-            for _ in range(runs):
-                t0 = time.perf_counter()
-                part()
-                s.append(time.perf_counter() - t0)
-            times.append(median_ms(s))
-        times += [float("nan")] * (4 - len(times))
-        rows.append(("+".join(names), sum(macs[n] for n in names), *times))
+        for _ in range(5):
+            fn()
+        s = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            fn()
+            s.append(time.perf_counter() - t0)
+        rows.append(("+".join(names), sum(macs[n] for n in names), median_ms(s)))
     return rows
 
 
@@ -169,13 +166,12 @@ def process_start_s(path: str, runs: int = 5) -> tuple[float, float]:
 def print_steps(rows: list, title: str) -> None:
     total = sum(r[2] for r in rows)
     print(f"\n{title}")
-    print("| step | MMACs | ms | share | im2col ms | GEMM ms | requant(+pool) ms | GMAC/s |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
-    for name, macs, ms, g, m, f in rows:
+    print("| step | MMACs | ms | share | GMAC/s |")
+    print("|---|---:|---:|---:|---:|")
+    for name, macs, ms in rows:
         rate = f"{macs / ms / 1e6:.0f}" if macs and ms > 0 else ""
-        parts = " | ".join("" if np.isnan(v) else f"{v:.3f}" for v in (g, m, f))
-        print(f"| {name} | {macs / 1e6:.2f} | {ms:.3f} | {100 * ms / total:.0f}% | {parts} | {rate} |")
-    print(f"| sum of steps | {sum(r[1] for r in rows) / 1e6:.1f} | {total:.3f} | | | | | "
+        print(f"| {name} | {macs / 1e6:.2f} | {ms:.3f} | {100 * ms / total:.0f}% | {rate} |")
+    print(f"| sum of steps | {sum(r[1] for r in rows) / 1e6:.1f} | {total:.3f} | | "
           f"{sum(r[1] for r in rows) / total / 1e6:.0f} |")
 
 
@@ -206,7 +202,6 @@ def main(argv=None) -> int:
             qnet = ptq.quantize_net(spec, weights, images, method="percentile")
             path_rts = {p: runtime.Int8Runtime(qnet, "tiles", p) for p in paths}
             rt = path_rts[paths[0]]
-            rt_gemm = runtime.Int8Runtime(qnet, "exact_gemm")
             module = torch_module(spec, weights)
             sess = ort_int8_session(spec, module, images, Path(tmp))
             from wearface.host_tools.torch_nets import to_input
@@ -220,7 +215,6 @@ def main(argv=None) -> int:
 
             for p, r in path_rts.items():
                 engines[(spec.name, f"ours int8 ({p})")] = lambda rt=r, im=image: rt.run(im)
-            engines[(spec.name, "ours int8 (exact_gemm)")] = lambda rt=rt_gemm, im=image: rt.run(im)
             engines[(spec.name, "ONNX Runtime int8 QDQ")] = lambda s=sess, x=x_nchw: s.run(None, {"x": x})
             engines[(spec.name, "PyTorch fp32")] = torch_run
             try:  # LiteRT on the .tflite of this same int8 net (host_tools/tflite_export.py; extra "litert")
@@ -240,12 +234,14 @@ def main(argv=None) -> int:
 
         medians = time_interleaved(engines, args.runs, args.warmup)
 
-    print(f"| net | engine | ms | time / ORT int8 |")
-    print(f"|---|---|---:|---:|")
-    for (net, engine), ms in medians.items():
-        ort_ms = medians[(net, "ONNX Runtime int8 QDQ")]
-        ratio = f"{ms / ort_ms:.2f}x" if engine.startswith("ours") or engine.startswith("LiteRT") else ""
-        print(f"| {net} | {engine} | {ms:.3f} | {ratio} |")
+    print("| net | engine | median ms | time / ORT int8 | p10 ms | p10 / ORT p10 |")
+    print("|---|---|---:|---:|---:|---:|")
+    for (net, engine), (ms, p10) in medians.items():
+        ort_ms, ort_p10 = medians[(net, "ONNX Runtime int8 QDQ")]
+        rel = engine.startswith("ours") or engine.startswith("LiteRT")
+        ratio = f"{ms / ort_ms:.2f}x" if rel else ""
+        ratio10 = f"{p10 / ort_p10:.2f}x" if rel else ""
+        print(f"| {net} | {engine} | {ms:.3f} | {ratio} | {p10:.3f} | {ratio10} |")
     print("\ncosine to our float reference (ours int8, ORT int8, torch fp32):")
     for net, (a, b, c) in agreement.items():
         print(f"  {net}: {a:.4f} {b:.4f} {c:.4f}")

@@ -6,12 +6,11 @@ Imports numpy and numba only (never torch, never OpenCV).  Module map:
 * ``quant.py`` -- multiplier/shift and the requantization primitive (TFLite double rounding).
 * ``reference.py`` -- plain-numpy integer reference of every op (the specification);
   ``float_ref.py`` -- float reference and float forward; ``ptq.py`` -- post-training quantization.
-* ``tiles/`` -- the default: one register-tile path per instruction set (``x86_vnni``, ``arm_dot``,
-  ``portable``), chosen once per process (``tiles.selected_path()``, ``$WEARFACE_KERNELS``); see
-  ``docs/kernels.md``.
-* ``int_gemm.py`` (the portable path), ``exact_gemm.py``, ``conv.py``/``affine.py``/``pool.py`` -- the Numba
-  kernels of the three fast backends; ``plans.py`` -- their buffers and steps;
-  ``runtime.py`` -- ``Int8Runtime`` / ``run_int8``; ``validate.py`` -- input and parameter checks.
+* ``tiles/`` -- the board's kernels: one register-tile path per instruction set (``x86_vnni``,
+  ``x86_avx2``, ``arm_dot``, ``arm_neon``, ``portable``) run by one driver, chosen once per process
+  (``tiles.selected_path()``, ``$WEARFACE_KERNELS``); see ``docs/kernels.md``.
+* ``runtime.py`` -- ``Int8Runtime`` (backends ``tiles`` and ``reference``) / ``run_int8_dequantized``;
+  ``validate.py`` -- input and parameter checks.
 
 See ``docs/quantization.md``, ``docs/kernels.md`` and ``docs/nets.md``.
 """

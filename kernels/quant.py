@@ -156,21 +156,6 @@ def mbqm(x, multiplier, shift):
     return np.int32((high >> right) + (np.int64(1) if rem > thr else np.int64(0)))
 
 
-@njit(cache=True)
-def requantize_numba(acc, multiplier, shift, output_zero_point, act_min, act_max, out):
-    """acc int32 (N, C) -> out int8 (N, C), per-channel multiplier/shift int32 (C,)."""
-    n, c = acc.shape
-    for i in range(n):
-        for j in range(c):
-            y = np.int32(mbqm(acc[i, j], multiplier[j], shift[j]) + np.int32(output_zero_point))
-            if y < act_min:
-                y = np.int32(act_min)
-            elif y > act_max:
-                y = np.int32(act_max)
-            out[i, j] = np.int8(y)
-    return out
-
-
 # (x, multiplier, shift, MultiplyByQuantizedMultiplier(x, multiplier, shift)), double rounding.
 # Computed by a line-by-line transcription of TFLite's C code in Python ints (see the test), and
 # checked by hand where commented: (5, 2^30, -1): 2.5 -> 3, 1.5 -> 2 (single rounding: 1);

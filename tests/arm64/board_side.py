@@ -47,7 +47,7 @@ def cross_isa(bundle_paths: str, board_path: str, crops_path: str, frames_path: 
     from wearface.firmware.bundle import verify_bundle
     from wearface.kernels.runtime import BACKENDS
 
-    backends = [b for b in BACKENDS if b != "direct"]  # as tests/arm64/test_cross_isa.py::CROSS_ISA_BACKENDS
+    backends = list(BACKENDS)  # as tests/arm64/test_cross_isa.py::CROSS_ISA_BACKENDS
     board = load_board(board_path)
     crops = np.load(crops_path)
     results, report = {}, {"self_test_s": [], "embedding_spaces": []}

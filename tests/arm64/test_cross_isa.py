@@ -20,9 +20,9 @@ from .conftest import REPO, describe_failure
 
 #: one board per emulated CPU (the bundle's compatible list covers both families)
 BOARD_FOR_CPU = {"cortex-a53": REPO / "boards" / "rpi-zero2w.toml", "cortex-a76": REPO / "boards" / "a55-dotprod.toml"}
-#: every runtime backend but "direct" (plain Numba loops kept as a second check on x86: slow to compile under
-#: emulation and adding nothing across ISAs); "tiles" is the board's own path (arm_dot on the A76, portable on the A53)
-CROSS_ISA_BACKENDS = tuple(b for b in BACKENDS if b != "direct")
+#: every runtime backend: "tiles" is the board's own path (arm_dot on the A76, arm_neon on the A53), "reference" the
+#: plain-numpy specification
+CROSS_ISA_BACKENDS = tuple(BACKENDS)
 DEFAULT_BUNDLE = REPO / "models" / "default.wfb"
 SYNTHETIC_CROPS = 3
 LFW_CROPS = 3

@@ -11,8 +11,8 @@ import pytest
 from .conftest import REPO, describe_failure
 
 #: the files of tests/kernels that state bit-exactness against the integer reference, for every backend and every
-#: tile path the running CPU has (tiles.available_paths(): arm_dot + portable on the A76, portable on the A53);
-#: kept to these so the emulated set stays small
+#: tile path the running CPU has (tiles.available_paths(): arm_dot, arm_neon, portable on the A76; arm_neon,
+#: portable on the A53); kept to these so the emulated set stays small
 KERNEL_TEST_FILES = ("tests/kernels/test_kernels_bitexact.py", "tests/kernels/test_tiles.py", "tests/kernels/test_quant.py")
 #: left out under emulation: path-selection and allocation checks that each start more interpreters (a fresh
 #: numba import and compile in qemu costs 5-15 s each) and say nothing about arithmetic on this ISA; the

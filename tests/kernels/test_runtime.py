@@ -10,7 +10,7 @@ from wearface.kernels.errors import KernelError, QuantizationError, ShapeError
 
 def test_embedding_is_l2_normalised_and_regression_is_not(random_qnets):
     a, align = random_qnets["A"], random_qnets["align"]
-    emb = runtime.run_int8(a, ptq.random_images(nets.EMBEDDING_INPUT, 1, 3)[0])
+    emb = runtime.run_int8_dequantized(a, ptq.random_images(nets.EMBEDDING_INPUT, 1, 3)[0])
     assert emb.dtype == np.float32 and emb.shape == (128,)
     assert np.linalg.norm(emb) == pytest.approx(1.0, abs=1e-5)
     rt = runtime.Int8Runtime(align)
@@ -38,7 +38,7 @@ def test_trace_lists_every_layer_with_its_shape(random_qnets):
     ],
 )
 def test_bad_image_raises_shape_error(random_qnets, image, match):
-    rt = runtime.Int8Runtime(random_qnets["align"], "int")
+    rt = runtime.Int8Runtime(random_qnets["align"], "reference")
     with pytest.raises(ShapeError, match=match):
         rt.run(image)
 

@@ -107,9 +107,9 @@ def test_whole_nets_on_every_path(random_qnets, name):
 def test_runtime_reports_its_path(random_qnets):
     rt = runtime.Int8Runtime(random_qnets["align"])
     assert rt.backend == "tiles" and rt.path == tiles.selected_path()
-    assert runtime.Int8Runtime(random_qnets["align"], "int").path is None
+    assert runtime.Int8Runtime(random_qnets["align"], "reference").path is None
     with pytest.raises(KernelError, match="needs backend 'tiles'"):
-        runtime.Int8Runtime(random_qnets["align"], "int", "portable")
+        runtime.Int8Runtime(random_qnets["align"], "reference", "portable")
 
 
 def test_unknown_path_name_is_the_packages_error():
