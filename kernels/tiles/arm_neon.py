@@ -30,30 +30,21 @@ from llvmlite import ir
 from numba.core import cgutils
 
 from . import driver
+from .driver import I64, lanes
 
-N_BLOCK = 16
-ACT_OFFSET = 0
-WEIGHT_DTYPE = np.int16
-K_MAJOR = True
-ACC = ir.VectorType(ir.IntType(32), 4)
-N_ACC = 16
-
-_I32 = ir.IntType(32)
-_I64 = ir.IntType(64)
-_H4 = ir.VectorType(ir.IntType(16), 4)
-_H8 = ir.VectorType(ir.IntType(16), 8)
-_B4 = ir.VectorType(ir.IntType(8), 4)
+SPEC = driver.TileSpec(n_block=16, act_offset=0, weight_dtype=np.int16, k_major=True, acc=driver.vector(32, 4),
+                       n_acc=16)
+_H4, _H8, _B4 = driver.vector(16, 4), driver.vector(16, 8), driver.vector(8, 4)
 
 
 def step(builder, accs, w, pixels):
     """accs[4r + q] += sum over k of (int16 weights of k, channels 4q .. 4q+3) x pixel r's k-th byte."""
-    smull = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ACC, [_H4, _H4]),
+    smull = cgutils.get_or_insert_function(builder.module, ir.FunctionType(SPEC.acc, [_H4, _H4]),
                                            "llvm.aarch64.neon.smull.v4i32")
     # weights of this group: [4 k][16 channels] int16 = 8 registers of 8 channels
-    ws = [builder.load(builder.bitcast(builder.gep(w, [ir.Constant(_I64, 8 * n)]), _H8.as_pointer()), align=2)
+    ws = [builder.load(builder.bitcast(builder.gep(w, [ir.Constant(I64, 8 * n)]), _H8.as_pointer()), align=2)
           for n in range(8)]
-    lo = ir.Constant(ir.VectorType(_I32, 4), [0, 1, 2, 3])
-    hi = ir.Constant(ir.VectorType(_I32, 4), [4, 5, 6, 7])
+    lo, hi = lanes(0, 1, 2, 3), lanes(4, 5, 6, 7)
     undef8 = ir.Constant(_H8, ir.Undefined)
     undef4 = ir.Constant(_H4, ir.Undefined)
     # channels 4q .. 4q+3 of k: the low (q even) or high (q odd, smlal2) half of register 2k + q // 2
@@ -63,7 +54,7 @@ def step(builder, accs, w, pixels):
         a = builder.load(builder.bitcast(p, _B4.as_pointer()), align=1)
         a = builder.sext(a, _H4)  # 4 k as int16 lanes
         for k in range(4):
-            lane = builder.shuffle_vector(a, undef4, ir.Constant(ir.VectorType(_I32, 4), [k] * 4))  # a[k] x 4
+            lane = builder.shuffle_vector(a, undef4, lanes(k, k, k, k))  # a[k] x 4
             for q in range(4):
                 acc = accs[4 * r + q]
                 builder.store(builder.add(builder.load(acc), builder.call(smull, [w_kq[k][q], lane])), acc)

@@ -102,10 +102,12 @@ def report(path: str, compile_only: bool = False) -> dict:
     if not compile_only:
         require(path)
     mod = importlib.import_module(f"{__package__}.{path}")
-    act = types.Array(types.uint8 if mod.ACT_OFFSET else types.int8, 1, "C")
-    sig = (types.Array(types.int64, 1, "C"), act, numba.typeof(np.zeros(1, mod.WEIGHT_DTYPE)),
+    spec = mod.SPEC
+    act = types.Array(types.uint8 if spec.act_offset else types.int8, 1, "C")
+    sig = (types.Array(types.int64, 1, "C"), act, numba.typeof(np.zeros(1, spec.weight_dtype)),
            types.Array(types.int32, 1, "C"), types.Array(types.int32, 2, "C"),
-           types.literal(driver.isa_key(mod.__name__)), types.literal(int(mod.N_BLOCK)), types.literal(int(mod.ACT_OFFSET)))
+           types.literal(driver.isa_key(mod.__name__)), types.literal(int(spec.n_block)),
+           types.literal(int(spec.act_offset)))
     fresh = numba.njit(driver._conv.py_func)
     fresh.compile(sig)
     loops = inner_loops(fresh.inspect_asm(sig))

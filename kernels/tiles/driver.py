@@ -4,17 +4,11 @@ Imports numpy, numba and llvmlite only.  An ISA module (``x86_vnni.py``, ``x86_a
 ``arm_neon.py``, ``portable.py``) holds only its constants and the LLVM IR of one step; it ends with
 ``run_ops = driver.executor(__name__)``.  Its interface:
 
-* ``N_BLOCK``: output channels per tile (the tile is 4 pixels x ``N_BLOCK`` channels, int32).
-* ``ACT_OFFSET``: a stored activation byte is ``q + ACT_OFFSET`` (128 as uint8 on x86, whose ``vpdpbusd``
-  multiplies *unsigned* bytes; 0 as int8 elsewhere).
-* ``WEIGHT_DTYPE`` (np.int8 or np.int16, widened once at load) and ``K_MAJOR``: within one channel block
-  of one group of 4 k, the weights are [N_BLOCK, 4] (False: 4 consecutive k of a channel adjacent, for
-  the dot-product instructions) or [4, N_BLOCK] (True: one k's channels adjacent, for multiply by lane).
-* ``ACC`` (an llvmlite vector type) and ``N_ACC``: the accumulators, kept in registers for the whole K loop.
-* ``step(builder, accs, w, pixels)``: emit one step of 4 k -- ``w``: pointer (WEIGHT_DTYPE) to this step's
+* ``SPEC``: a :class:`TileSpec` (channel block, activation offset, weight type and order, accumulators).
+* ``step(builder, accs, w, pixels)``: emit one step of 4 k -- ``w``: pointer (weight type) to this step's
   weights of the channel block; ``pixels``: 4 pointers (i8) to each pixel's 4 activation bytes;
-  ``accs``: the N_ACC accumulator slots (allocas LLVM promotes to registers).
-* ``store(builder, accs, out)``: write the accumulators as the int32 tile (4, N_BLOCK) at ``out`` (i32*).
+  ``accs``: the ``n_acc`` accumulator slots (allocas LLVM promotes to registers).
+* ``store(builder, accs, out)``: write the accumulators as the int32 tile (4, n_block) at ``out`` (i32*).
 
 How one Numba source serves every ISA: :func:`executor` returns a ``run_ops`` closure over the ISA
 module's *key* (a string constant: its name and a hash of its source), which reaches :func:`tile` as a
@@ -36,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.util
+from dataclasses import dataclass
 
 import numpy as np
 from llvmlite import ir
@@ -47,10 +42,40 @@ from ..quant import mbqm
 from . import program
 from .common import pool_op
 
-_I8 = ir.IntType(8)
-_I32 = ir.IntType(32)
-_I64 = ir.IntType(64)
+I8, I16, I32, I64 = ir.IntType(8), ir.IntType(16), ir.IntType(32), ir.IntType(64)
 TILE_PIXELS = program.TILE_PIXELS
+
+
+def vector(bits: int, lanes: int) -> ir.VectorType:
+    """The LLVM vector type <lanes x i{bits}>."""
+    return ir.VectorType(ir.IntType(bits), lanes)
+
+
+def lanes(*indices) -> ir.Constant:
+    """A shufflevector mask (<n x i32> constant)."""
+    return ir.Constant(vector(32, len(indices)), list(indices))
+
+
+@dataclass(frozen=True)
+class TileSpec:
+    """What an ISA module declares about its tile (``SPEC``).
+
+    ``n_block``: output channels per tile (the tile is 4 pixels x n_block channels, int32).
+    ``act_offset``: a stored activation byte is ``q + act_offset`` (128 as uint8 on x86, whose ``vpdpbusd``
+    multiplies *unsigned* bytes; 0 as int8 elsewhere).
+    ``weight_dtype``: np.int8, or np.int16 (widened once, at load).
+    ``k_major``: within one channel block of one group of 4 k the weights are [n_block, 4] (False: 4
+    consecutive k of a channel adjacent, for dot-product instructions) or [4, n_block] (True: one k's
+    channels adjacent, for multiply-by-lane).
+    ``acc``, ``n_acc``: the accumulators' LLVM vector type and count, in registers for the whole K loop.
+    """
+
+    n_block: int
+    act_offset: int
+    weight_dtype: type
+    k_major: bool
+    acc: ir.VectorType
+    n_acc: int
 
 
 def isa_module(key: str):
@@ -67,7 +92,7 @@ def isa_key(name: str) -> str:
 
 @intrinsic
 def tile(typingctx, isa, out, act, o0, o1, o2, o3, row, n_kh, span4, wts, w_off, k4):
-    """out int32 (4, N_BLOCK) <- sum over the patch of act (bytes, flat) x wts (packed, flat).
+    """out int32 (4, n_block) <- sum over the patch of act (bytes, flat) x wts (packed, flat).
 
     ``isa``: the ISA module's key (:func:`isa_key`), a string literal.  Pixel r's patch starts at byte ``o_r`` of ``act``:
     ``n_kh`` runs of ``span4`` groups of 4 bytes, ``row`` bytes apart.  This channel block's weights start
@@ -88,19 +113,19 @@ def tile(typingctx, isa, out, act, o0, o1, o2, o3, row, n_kh, span4, wts, w_off,
         w_ptr = context.make_array(sig.args[10])(context, builder, args[10]).data
         offs = [i64(3), i64(4), i64(5), i64(6)]
         row_v, n_kh_v, span4_v, w_off_v, k4_v = i64(7), i64(8), i64(9), i64(11), i64(12)
-        zero = ir.Constant(mod.ACC, None)
-        accs = [cgutils.alloca_once_value(builder, zero) for _ in range(mod.N_ACC)]  # promoted to registers
+        zero = ir.Constant(mod.SPEC.acc, None)
+        accs = [cgutils.alloca_once_value(builder, zero) for _ in range(mod.SPEC.n_acc)]  # promoted to registers
         w_cur = cgutils.alloca_once_value(builder, builder.gep(w_ptr, [w_off_v]))
-        act_i8 = builder.bitcast(act_ptr, _I8.as_pointer())
+        act_i8 = builder.bitcast(act_ptr, I8.as_pointer())
         with cgutils.for_range(builder, n_kh_v) as kh:
             run = builder.mul(kh.index, row_v)
             with cgutils.for_range(builder, span4_v) as j:
                 wp = builder.load(w_cur)
-                at = builder.add(run, builder.shl(j.index, ir.Constant(_I64, 2)))
+                at = builder.add(run, builder.shl(j.index, ir.Constant(I64, 2)))
                 pixels = [builder.gep(act_i8, [builder.add(o, at)]) for o in offs]
                 mod.step(builder, accs, wp, pixels)
                 builder.store(builder.gep(wp, [k4_v]), w_cur)
-        mod.store(builder, accs, builder.bitcast(out_ptr, _I32.as_pointer()))
+        mod.store(builder, accs, builder.bitcast(out_ptr, I32.as_pointer()))
         return context.get_dummy_value()
 
     return sig, codegen
@@ -111,7 +136,7 @@ def store_in_order(builder, accs, out):
     acc_type = accs[0].type.pointee
     out = builder.bitcast(out, acc_type.as_pointer())
     for n, acc in enumerate(accs):
-        builder.store(builder.load(acc), builder.gep(out, [ir.Constant(_I64, n)]), align=4)
+        builder.store(builder.load(acc), builder.gep(out, [ir.Constant(I64, n)]), align=4)
 
 
 @njit(cache=True, inline="always")
@@ -213,7 +238,7 @@ def executor(name: str):
     program's ops ``[start, stop)`` (int64 rows) on the arenas in one Numba call."""
     mod = isa_module(name)
     isa = isa_key(name)
-    n_block, act_offset = int(mod.N_BLOCK), int(mod.ACT_OFFSET)
+    n_block, act_offset = int(mod.SPEC.n_block), int(mod.SPEC.act_offset)
 
     @njit(cache=True)
     def run_ops(ops, start, stop, image, act, wts, prm, out):
@@ -232,7 +257,8 @@ def executor(name: str):
 
 def build_plan(mod, qnet, rows: list, fuse: bool, fuse_blocks: bool = True) -> program.TilePlan:
     """Pack ``qnet`` once for ISA module ``mod`` (its block, offset, weight type and order) and return its plan."""
-    act_dtype = np.uint8 if mod.ACT_OFFSET else np.int8
-    prog = program.build_program(qnet, rows, fuse, fuse_blocks, act_dtype, mod.ACT_OFFSET, mod.N_BLOCK,
-                                 mod.WEIGHT_DTYPE, mod.K_MAJOR)
+    spec = mod.SPEC
+    act_dtype = np.uint8 if spec.act_offset else np.int8
+    prog = program.build_program(qnet, rows, fuse, fuse_blocks, act_dtype, spec.act_offset, spec.n_block,
+                                 spec.weight_dtype, spec.k_major)
     return program.TilePlan(prog, mod.run_ops)

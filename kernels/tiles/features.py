@@ -87,23 +87,24 @@ def x86_avx2_reason() -> str | None:
     return None
 
 
-def arm_neon_reason() -> str | None:
-    """None when the aarch64 NEON ``smlal`` tile can be compiled and run here, else why not (one line)."""
+def _arm_cpu_reason(flag: str, missing: str) -> str | None:
+    """None when this CPU is aarch64 with AT_HWCAP ``flag``, else why not (``missing`` formats the hwcap word)."""
     cpu = cpu_features.detect()
     if cpu.machine != "aarch64":
         return f"machine is {cpu.machine}, not aarch64"
-    if not cpu.arm_asimd:
-        return f"AT_HWCAP {cpu.hwcap:#x} lacks asimd (bit 1)"
-    return None
+    return None if flag in cpu.flags else missing.format(cpu.hwcap)
+
+
+def arm_neon_reason() -> str | None:
+    """None when the aarch64 NEON ``smlal`` tile can be compiled and run here, else why not (one line)."""
+    return _arm_cpu_reason("asimd", "AT_HWCAP {:#x} lacks asimd (bit 1)")
 
 
 def arm_dot_reason() -> str | None:
     """None when the aarch64 ``sdot`` tile can be compiled and run here, else why not (one line)."""
-    cpu = cpu_features.detect()
-    if cpu.machine != "aarch64":
-        return f"machine is {cpu.machine}, not aarch64"
-    if not cpu.arm_dotprod:
-        return f"the CPU has no dot product (AT_HWCAP {cpu.hwcap:#x} lacks asimddp, bit 20)"
+    reason = _arm_cpu_reason("asimddp", "the CPU has no dot product (AT_HWCAP {:#x} lacks asimddp, bit 20)")
+    if reason is not None:
+        return reason
     name, feats = _numba_cpu_override()
     if feats is not None and "dotprod" in _plus_features(feats):
         return None

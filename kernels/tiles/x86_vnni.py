@@ -4,7 +4,7 @@ Imported only after ``features.x86_vnni_reason()`` said the CPU (and Numba's tar
 avx512bw and avx512vnni.  Imports numpy, numba and llvmlite only.
 
 Eight <16 x i32> accumulators (4 output pixels x 2 x 16 output channels) stay in zmm registers for the
-whole K loop.  Per step of 4 k: two 64-byte loads of packed weights ([N_BLOCK, 4] int8 per group: 16
+whole K loop.  Per step of 4 k: two 64-byte loads of packed weights ([n_block, 4] int8 per group: 16
 channels x 4 k each), and per pixel one 32-bit load of its 4 consecutive activation bytes broadcast to
 all 16 lanes, then ``acc = vpdpbusd(acc, broadcast, weights)``: per lane, acc + sum of 4 products
 u8 x s8 -- 64 MACs per instruction, no horizontal sums.  Activations are stored as ``q + 128`` (uint8);
@@ -19,29 +19,24 @@ from llvmlite import ir
 from numba.core import cgutils
 
 from . import driver
+from .driver import I32, I64
 
-N_BLOCK = 32
-ACT_OFFSET = 128
-WEIGHT_DTYPE = np.int8
-K_MAJOR = False
-ACC = ir.VectorType(ir.IntType(32), 16)
-N_ACC = 8
-
-_I32 = ir.IntType(32)
-_I64 = ir.IntType(64)
+SPEC = driver.TileSpec(n_block=32, act_offset=128, weight_dtype=np.int8, k_major=False, acc=driver.vector(32, 16),
+                       n_acc=8)
 
 
 def step(builder, accs, w, pixels):
     """accs[2r + h] += vpdpbusd(broadcast(pixel r's 4 bytes), weights of channels 16h .. 16h+15)."""
-    dot = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ACC, [ACC, ACC, ACC]),
+    acc_t = SPEC.acc
+    dot = cgutils.get_or_insert_function(builder.module, ir.FunctionType(acc_t, [acc_t, acc_t, acc_t]),
                                          "llvm.x86.avx512.vpdpbusd.512")
-    w0 = builder.load(builder.bitcast(w, ACC.as_pointer()), align=1)
-    w1 = builder.load(builder.bitcast(builder.gep(w, [ir.Constant(_I64, 64)]), ACC.as_pointer()), align=1)
-    undef = ir.Constant(ACC, ir.Undefined)
+    w0 = builder.load(builder.bitcast(w, acc_t.as_pointer()), align=1)
+    w1 = builder.load(builder.bitcast(builder.gep(w, [ir.Constant(I64, 64)]), acc_t.as_pointer()), align=1)
+    undef = ir.Constant(acc_t, ir.Undefined)
     for r, p in enumerate(pixels):
-        a = builder.load(builder.bitcast(p, _I32.as_pointer()), align=1)
-        b = builder.insert_element(undef, a, ir.Constant(_I32, 0))
-        b = builder.shuffle_vector(b, undef, ir.Constant(ACC, None))  # broadcast lane 0
+        a = builder.load(builder.bitcast(p, I32.as_pointer()), align=1)
+        b = builder.insert_element(undef, a, ir.Constant(I32, 0))
+        b = builder.shuffle_vector(b, undef, ir.Constant(acc_t, None))  # broadcast lane 0
         for h, wv in ((0, w0), (1, w1)):
             builder.store(builder.call(dot, [builder.load(accs[2 * r + h]), b, wv]), accs[2 * r + h])
 
