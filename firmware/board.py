@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .errors import BoardFileError
+from .images import DEFAULT_MAX_IMAGE_PIXELS
 
 #: Architectures the firmware runs on.  "host" is the virtual board (whatever this machine is).
 SUPPORTED_ARCHS = ("host", "aarch64")
@@ -107,7 +108,7 @@ class EnrolmentConfig:
 
     #: one uploaded image may have at most this many pixels (width x height), read from its PNG/JPEG header and
     #: refused before decoding: decoding costs 3 bytes a pixel and more for OpenCV's working copies
-    max_image_pixels: int = 2048 * 2048
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
 
 
 @dataclass(frozen=True)

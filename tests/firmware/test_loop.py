@@ -77,9 +77,17 @@ def test_loop_recognises_the_enrolled_face_once_per_track_and_confirms_the_trial
 
 
 def test_unenrolled_face_is_unknown_and_debug_embeddings_only_when_asked(tmp_path):
+    import threading
+
     face = scene.grace_hopper_face()
     actors = [scene.Actor(face, start=0, stop=30, size_px=(160, 160))]
-    app, events = _running_app(tmp_path, lambda: scene.scene_frames(actors, 40))
+    go = threading.Event()
+
+    def frames():  # each boot's camera waits for ``go`` before its first frame
+        go.wait(30)
+        yield from scene.scene_frames(actors, 40)
+    app, events = _running_app(tmp_path, frames)
+    go.set()
     app.reboot()
     assert app.wait_loop(120)
     tracks = _by_track(events)
@@ -88,7 +96,11 @@ def test_unenrolled_face_is_unknown_and_debug_embeddings_only_when_asked(tmp_pat
     assert not [e for e in events if e["event"] == "debug.embedding"]
     events.clear()
     app.set_debug_embeddings(True)
-    app.reboot()
+    go.clear()
+    app.reboot()  # a boot switches them off again (issue 15: biometric data only for the host that asks)
+    assert app.info()["debug_embeddings"] is False
+    app.set_debug_embeddings(True)
+    go.set()
     assert app.wait_loop(120)
     debug = [e for e in events if e["event"] == "debug.embedding"]
     assert debug and debug[0]["embedding"].shape == (128,)
