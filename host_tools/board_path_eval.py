@@ -92,3 +92,50 @@ def evaluate_bundle_board_path(bundle_path: str | Path, board_path: str | Path, 
 
     result = E.verify_pairs(embed, pairs, image_of, batch=64, progress=progress)
     return BoardPathResult(result, len(D.pair_images(pairs)), cropper.undetected)
+
+
+@dataclass
+class HeldoutBoardPath:
+    """Embeddings of the held-out CelebA identities through the board path, clean and camera-damaged."""
+
+    identities: np.ndarray  # (N,) CelebA identity numbers
+    clean: np.ndarray  # (N, D) float32
+    hard: np.ndarray  # (N, D) float32
+    undetected_clean: int
+    undetected_hard: int
+
+
+def heldout_board_path(bundle_path: str | Path, board_path: str | Path, data_root: str | Path,
+                       val_fraction: float = 0.05, seed: int = 0, identities: int = 0,
+                       progress: bool = False) -> HeldoutBoardPath:
+    """The training split's held-out identities (``split_by_identity(..., val_fraction, seed)``, as the trainer
+    makes it) through detect -> int8 align -> int8 embed.  Each 112 crop is put back into the LFW128 frame
+    (8 px of replicated border) and then into the padded frame ``BoardPathCropper`` gives the detector; the
+    damaged copy is ``batch_augment.hard_copy`` of the clean crops (fixed seed).  ``identities`` > 0: only the
+    first N held-out identities (by identity number; for quick runs)."""
+    import cv2
+    from tqdm import tqdm
+
+    from wearface.firmware.board import load_board
+    from wearface.firmware.bundle import verify_bundle
+    from wearface.firmware.facemodel import FaceModel
+
+    from .batch_augment import hard_copy
+    from .face_tensor import decode_all
+
+    board = load_board(board_path)
+    bundle = verify_bundle(Path(bundle_path).read_bytes(), list(board.public_keys), board.compatible, name=str(bundle_path))
+    cropper = BoardPathCropper(FaceModel(board, bundle))
+    _, val = D.split_by_identity(D.drop_singletons(D.load_celeba(data_root)), val_fraction, seed)
+    if identities > 0:
+        val = val.subset(np.flatnonzero(np.isin(val.identities, np.unique(val.identities)[:identities])))
+    clean = decode_all(val)
+    out, missed = {}, {}
+    for name, imgs in (("clean", clean), ("hard", hard_copy(clean))):
+        cropper.undetected = 0
+        emb = []
+        for img in tqdm(imgs, desc=f"board path, {name}", disable=not progress, unit="face"):
+            lfw128 = cv2.copyMakeBorder(img, 8, 8, 8, 8, cv2.BORDER_REPLICATE)
+            emb.append(cropper.model.embed(cropper.crop(lfw128)))
+        out[name], missed[name] = np.asarray(emb, np.float32), cropper.undetected
+    return HeldoutBoardPath(val.identities, out["clean"], out["hard"], missed["clean"], missed["hard"])

@@ -2,6 +2,7 @@
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from wearface.host_tools import data as D
 from wearface.host_tools.board_path_eval import evaluate_bundle_board_path, subset_pairs
@@ -23,3 +24,21 @@ def test_shipped_bundle_tells_lfw_pairs_apart_through_the_board_path(shared_data
     assert len(out.result.accuracies) == 10 and out.images > 250
     assert out.undetected <= 0.05 * out.images
     assert np.mean(out.result.accuracies) >= 0.70  # random nets score ~0.5
+
+
+@pytest.mark.slow
+def test_eval_heldout_reports_open_set_figures_for_the_shipped_bundle(shared_data, tmp_path, capsys):
+    import json
+
+    from wearface.host_tools.cli import main
+
+    out = tmp_path / "heldout.json"
+    assert main(["eval-heldout", str(REPO / "models" / "default.wfb"), "--data", str(shared_data), "--identities", "24",
+                 "--people", "2", "--per-person", "2", "--json", str(out), "--no-progress"]) == 0
+    figures = json.loads(out.read_text())
+    assert 0 < figures["theta"] < 2 and figures["undetected"]["of"] > 48
+    for name in ("clean", "damaged"):
+        o = figures[name]["open_set"]
+        assert o["people"] == 2 and o["strangers"] > 0 and 0 <= o["strangers_named"] <= 1
+        assert figures[name]["verification"]["balanced_accuracy"] > 0.6  # a random net scores ~0.5
+    assert "strangers named" in capsys.readouterr().out
