@@ -126,6 +126,9 @@ def main(argv: list[str] | None = None) -> int:
             decoder = P.FrameDecoder()
             for i in range(args.requests):
                 seq = i % 60000 + 1
+                if i and i % args.every == 0:
+                    samples.append((i, read_status_mb(pid, "VmRSS")))
+                    print(f"{i} requests, RSS {samples[-1][1]:.0f} MB", file=sys.stderr, flush=True)
                 if i % 100 == 99:
                     frame = exchange(line, decoder, request_bytes(seq, P.Opcode.PING, {}), seq)
                     assert frame.status == P.Status.OK, frame.payload
@@ -136,9 +139,6 @@ def main(argv: list[str] | None = None) -> int:
                 statuses[P.Status(frame.status).name] += 1
                 if frame.status == P.Status.INTERNAL_ERROR:
                     internal.append((P.Opcode(code).name, frame.payload.get("error")))
-                if (i + 1) % args.every == 0:
-                    samples.append((i + 1, read_status_mb(pid, "VmRSS")))
-                    print(f"{i + 1} requests, RSS {samples[-1][1]:.0f} MB", file=sys.stderr, flush=True)
         peak_mb = read_status_mb(pid, "VmHWM")
         end_mb = read_status_mb(pid, "VmRSS")
     print(f"{args.requests} requests (seed {args.seed}) in {time.monotonic() - t0:.0f} s")
