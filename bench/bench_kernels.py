@@ -7,7 +7,7 @@ intra_op_num_threads=1, torch.set_num_threads(1)).  All engines run the same flo
 (He-initialised at random: speed does not depend on the values): ours quantized by
 ``kernels.ptq.quantize_net``, run on every tile path this CPU has (``kernels.tiles.available_paths()``:
 ``x86_vnni``, ``x86_avx2``, ``arm_dot``, ``arm_neon``, ``portable``); ONNX Runtime's int8 model is the torch module (built by
-``host_tools.torch_nets`` from the same ``nets.py`` lists) exported to ONNX and quantized by
+``host_tools.train.torch_nets`` from the same ``nets.py`` lists) exported to ONNX and quantized by
 ``onnxruntime.quantization.quantize_static`` (QDQ, per-channel int8 weights, int8 activations),
 calibrated on the same images.  The engines are timed interleaved, one call each per round, so that
 load from other processes hits them alike; the table gives medians over ``--runs`` rounds after
@@ -54,7 +54,7 @@ def torch_module(spec, weights):
     """A torch fp32 module of ``spec`` (no BatchNorm) carrying our float weights."""
     import torch
 
-    from wearface.host_tools.torch_nets import build_torch_net, module_key
+    from wearface.host_tools.train.torch_nets import build_torch_net, module_key
 
     module = build_torch_net(spec, batchnorm=False).eval()
     with torch.no_grad():
@@ -74,7 +74,7 @@ def ort_int8_session(spec, module, images, workdir: Path):
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from wearface.host_tools.torch_nets import to_input
+    from wearface.host_tools.train.torch_nets import to_input
 
     fp32 = workdir / f"{spec.name}_fp32.onnx"
     pre = workdir / f"{spec.name}_pre.onnx"
@@ -204,7 +204,7 @@ def main(argv=None) -> int:
             rt = path_rts[paths[0]]
             module = torch_module(spec, weights)
             sess = ort_int8_session(spec, module, images, Path(tmp))
-            from wearface.host_tools.torch_nets import to_input
+            from wearface.host_tools.train.torch_nets import to_input
 
             x_nchw = to_input(image[None]).numpy()
             x_torch = torch.from_numpy(x_nchw)
@@ -217,8 +217,8 @@ def main(argv=None) -> int:
                 engines[(spec.name, f"ours int8 ({p})")] = lambda rt=r, im=image: rt.run(im)
             engines[(spec.name, "ONNX Runtime int8 QDQ")] = lambda s=sess, x=x_nchw: s.run(None, {"x": x})
             engines[(spec.name, "PyTorch fp32")] = torch_run
-            try:  # LiteRT on the .tflite of this same int8 net (host_tools/tflite_export.py; extra "litert")
-                from wearface.host_tools import tflite_export as tfl
+            try:  # LiteRT on the .tflite of this same int8 net (host_tools/bundle/tflite_export.py; extra "litert")
+                from wearface.host_tools.bundle import tflite_export as tfl
 
                 for resolver, label in (("builtin", "LiteRT int8 (builtin)"), ("default", "LiteRT int8 (XNNPACK)")):
                     interp = tfl.load_interpreter(tfl.export_tflite(qnet)[0], resolver, threads=1)
@@ -238,7 +238,7 @@ def main(argv=None) -> int:
     print("|---|---|---:|---:|---:|---:|")
     for (net, engine), (ms, p10) in medians.items():
         ort_ms, ort_p10 = medians[(net, "ONNX Runtime int8 QDQ")]
-        rel = engine.startswith("ours") or engine.startswith("LiteRT")
+        rel = engine.startswith(("ours", "LiteRT"))
         ratio = f"{ms / ort_ms:.2f}x" if rel else ""
         ratio10 = f"{p10 / ort_p10:.2f}x" if rel else ""
         print(f"| {net} | {engine} | {ms:.3f} | {ratio} | {p10:.3f} | {ratio10} |")

@@ -23,6 +23,7 @@ import numpy as np
 MAC_INSTRUCTIONS = {
     "vpdpbusd": {"zmm": 64, "ymm": 32, "xmm": 16},  # 4 u8 x s8 products per int32 lane
     "vpmaddwd": {"zmm": 32, "ymm": 16, "xmm": 8},  # 2 int16 products per int32 lane
+    "vpdpwssd": {"zmm": 32, "ymm": 16, "xmm": 8},  # vpmaddwd + add fused (AVX512-VNNI / AVX-VNNI)
     "vpmulld": {"zmm": 16, "ymm": 8, "xmm": 4},
     "sdot": {".4s": 16, ".2s": 8},
     "smlal": {".4s": 4, ".8h": 8, ".2d": 2},  # smlal and smlal2: one product per widened lane
