@@ -41,6 +41,8 @@ MAX_BOOT_ROUNDS = 3
 #: enrolment from the camera waits at most this long per requested frame
 CAPTURE_S_PER_FRAME = 2.0
 LOOP_JOIN_TIMEOUT_S = 10.0
+#: re-embedding publishes progress (and the loop re-reads the gallery) every this many crops
+REEMBED_EVENT_EVERY = 8
 
 
 def firmware_version() -> str:
@@ -98,6 +100,7 @@ class BoardApp:
         self._model_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
+        self._reembed_thread: Optional[threading.Thread] = None
         if start:
             self.start()
 
@@ -130,6 +133,8 @@ class BoardApp:
                     self.bus.publish(ev.GALLERY_NEEDS_REENROLMENT, names=stale,
                                      embedding_space=str(result.bundle.embedding_space))
                 self._start_loop()
+                if not result.trial:  # a confirmed slot: its space may still have crops to re-embed
+                    self._on_confirmed(result, model)
                 return
             self.state, self.model = RECOVERY, None
             self.bus.publish(ev.BOOT_RECOVERY, reason="no slot's model could be loaded")
@@ -168,9 +173,70 @@ class BoardApp:
             if self._flash_lock.acquire(blocking=False):
                 try:
                     if self.boot_result is result:  # not a frame of a loop that a reboot is replacing
-                        self.booter.confirm(healthy_frames)
+                        if self.booter.confirm(healthy_frames):
+                            self._on_confirmed(result, self.model)
                 finally:
                     self._flash_lock.release()
+
+    # ------------------------------------------------------------------------------ the gallery across models
+
+    def _on_confirmed(self, result, model) -> None:
+        """A confirmed boot of ``result``'s space (never a trial boot): count it, then re-embed in the background
+        every kept crop that has no embedding in this space; once the space has been confirmed at
+        ``enrolment.drop_old_space_after_boots`` boots in a row, forget the other spaces' embeddings."""
+        space = str(result.bundle.embedding_space)
+        boots = self.gallery.count_confirmed_boot(space)
+        stop = self._stop
+        self._reembed_thread = threading.Thread(target=self._reembed, args=(model, space, boots, stop),
+                                                name="gallery-reembed", daemon=True)
+        self._reembed_thread.start()
+
+    def _reembed(self, model, space: str, boots: int, stop: threading.Event) -> None:
+        """Re-embed pending crops one at a time: the model lock is held for one embedding (~1-3 ms), so the loop
+        waits at most that long; each result is its own transaction, so a power cut loses at most the one in
+        flight and the next confirmed boot resumes with what is still pending."""
+        from .gallery import GalleryError
+
+        pending = self.gallery.pending_crops(space)
+        total, done = len(pending), 0
+        version = str(model.bundle.model_version)
+        if total:
+            self.bus.publish(ev.GALLERY_REEMBED, state="started", done=0, total=total, embedding_space=space)
+            self.log.info(f"gallery: re-embedding {total} kept crops into space {space}")
+        for crop_id, _ in pending:
+            if stop.is_set() or self.model is not model:
+                self.bus.publish(ev.GALLERY_REEMBED, state="stopped", done=done, total=total, embedding_space=space)
+                return
+            try:
+                crop = self.gallery.crop(crop_id)
+            except GalleryError:  # deleted with its person meanwhile
+                continue
+            with self._model_lock:
+                vector = model.embed(crop)
+            self.gallery.add_reembedded(crop_id, vector, version, reload=False)
+            done += 1
+            if done % REEMBED_EVENT_EVERY == 0 or done == total:
+                self.gallery.reload()
+                if self.pipeline is not None:
+                    self.pipeline.rematch()
+                self.bus.publish(ev.GALLERY_REEMBED, state="progress" if done < total else "done", done=done,
+                                 total=total, embedding_space=space)
+        if total:
+            self.log.info(f"gallery: re-embedded {done} of {total} crops into space {space}")
+        keep_boots = self.board.enrolment.drop_old_space_after_boots
+        if keep_boots and boots >= keep_boots and not self.gallery.pending_crops(space):
+            dropped = self.gallery.drop_other_spaces(space)
+            if dropped:
+                self.bus.publish(ev.GALLERY_OLD_SPACE_DROPPED, embedding_space=space, dropped=dropped, boots=boots)
+                self.log.info(f"gallery: dropped {dropped} embeddings of older spaces ({space} confirmed at {boots} boots)")
+
+    def wait_reembedded(self, timeout_s: float | None = None) -> bool:
+        """Wait for the background re-embedding (if any) to end; True if it did."""
+        thread = self._reembed_thread
+        if thread is None:
+            return True
+        thread.join(timeout_s)
+        return not thread.is_alive()
 
     def wait_loop(self, timeout_s: float | None = None) -> bool:
         """Wait for the loop thread to end (a finite source); True if it did."""
@@ -187,6 +253,10 @@ class BoardApp:
         if thread is not None and thread is not threading.current_thread():
             thread.join(LOOP_JOIN_TIMEOUT_S)
         self._thread = None
+        reembed = self._reembed_thread
+        if reembed is not None and reembed is not threading.current_thread():
+            reembed.join(LOOP_JOIN_TIMEOUT_S)  # it stops at its next crop: ``_stop`` is set
+        self._reembed_thread = None
         if self.source is not None:
             self.source.close()
             self.source = None
@@ -257,8 +327,8 @@ class BoardApp:
             raise NotRunningError("recovery", "the board is in the recovery state (no valid model): flash a bundle")
         return self.model
 
-    def _face_of(self, index: int, rgb: np.ndarray) -> tuple[np.ndarray, dict]:
-        """Align and embed the one face of an uploaded image; (embedding, how it was found)."""
+    def _face_of(self, index: int, rgb: np.ndarray) -> tuple[np.ndarray, dict, np.ndarray]:
+        """Align and embed the one face of an uploaded image; (embedding, how it was found, the 112 crop)."""
         model = self.model
         if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
             raise EnrollError("bad_image", f"image {index}: expected uint8 (H, W, 3) RGB, found "
@@ -281,7 +351,7 @@ class BoardApp:
                 how = {"image": index, "mode": "crop"}
             else:
                 raise EnrollError("no_face", f"image {index} ({w}x{h}): no face found")
-            return model.embed(crop), how
+            return model.embed(crop), how, crop
 
     def enroll_images(self, name: str, images: list) -> dict:
         """Enrol ``name`` from uploaded images (uint8 (H, W, 3) RGB, as the server decodes them): photos with
@@ -291,12 +361,13 @@ class BoardApp:
         name = check_name(name)
         if not images:
             raise EnrollError("no_face", "no images sent")
-        vectors, found = [], []
+        vectors, found, crops = [], [], []
         for i, image in enumerate(images):
-            vector, how = self._face_of(i, image)
+            vector, how, crop = self._face_of(i, image)
             vectors.append(vector)
             found.append(how)
-        return self._add(name, np.stack(vectors), found, model)
+            crops.append(crop)
+        return self._add(name, np.stack(vectors), found, model, crops)
 
     def enroll_from_camera(self, name: str, n_frames: int) -> dict:
         """Enrol ``name`` from the largest face in each of the next ``n_frames`` camera frames."""
@@ -311,10 +382,11 @@ class BoardApp:
         if not request.embeddings:
             raise EnrollError("no_face", f"no face seen in the camera within {CAPTURE_S_PER_FRAME * n_frames + 5:.0f} s")
         found = [{"frame": i, "mode": "camera"} for i in range(len(request.embeddings))]
-        return self._add(name, np.stack(request.embeddings), found, model)
+        return self._add(name, np.stack(request.embeddings), found, model, list(request.crops))
 
-    def _add(self, name: str, vectors: np.ndarray, found: list, model) -> dict:
-        entry = self.gallery.add(name, vectors, str(model.bundle.model_version))
+    def _add(self, name: str, vectors: np.ndarray, found: list, model, crops=None) -> dict:
+        keep = crops if self.board.enrolment.keep_crops else None
+        entry = self.gallery.add(name, vectors, str(model.bundle.model_version), crops=keep)
         mean = vectors.mean(axis=0)
         mean /= max(float(np.linalg.norm(mean)), 1e-12)
         spread = np.linalg.norm(vectors - mean, axis=1)

@@ -109,6 +109,12 @@ class EnrolmentConfig:
     #: one uploaded image may have at most this many pixels (width x height), read from its PNG/JPEG header and
     #: refused before decoding: decoding costs 3 bytes a pixel and more for OpenCV's working copies
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+    #: keep each enrolment's aligned 112x112 crop (lossless PNG, ~20-30 KB a face) so that a bundle with a new
+    #: embedding space re-embeds the gallery by itself once confirmed; false: a new space needs re-enrolment
+    keep_crops: bool = True
+    #: the old space's embeddings are dropped after the new space has been confirmed at this many boots in a row
+    #: (until then a rollback to the old slot finds them); 0 = never drop
+    drop_old_space_after_boots: int = 3
 
 
 @dataclass(frozen=True)
@@ -333,6 +339,7 @@ def _validate(board: Board) -> None:
     _positive(path, "detector.max_side_px", board.detector.max_side_px, allow_zero=True)
     _positive(path, "detector.max_faces", board.detector.max_faces)
     _positive(path, "enrolment.max_image_pixels", board.enrolment.max_image_pixels)
+    _positive(path, "enrolment.drop_old_space_after_boots", board.enrolment.drop_old_space_after_boots, allow_zero=True)
     _positive(path, "boot.trial_boots", board.boot.trial_boots)
     _positive(path, "boot.confirm_after_frames", board.boot.confirm_after_frames)
     if not 0.0 < board.tracker.iou_min <= 1.0:

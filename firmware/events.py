@@ -33,7 +33,10 @@ Health:
     camera.error        reason, detail         (the loop keeps trying)
     camera.ended        frames                 a video file without ``loop`` played to its end; the loop stops
     loop.error          detail                 (a frame raised; it is skipped and the loop goes on)
-    gallery.needs_reenrolment  names, embedding_space (of the loaded model)
+    gallery.needs_reenrolment  names, embedding_space (of the loaded model): no usable embedding and no kept crop
+    gallery.reembed     state ("started", "progress", "done", "stopped"), done, total, embedding_space:
+                        kept enrolment crops re-embedded with a newly confirmed model (in the background)
+    gallery.old_space_dropped  embedding_space (kept), dropped (embeddings of other spaces forgotten), boots
 """
 from __future__ import annotations
 
@@ -62,6 +65,8 @@ CAMERA_ERROR = "camera.error"
 CAMERA_ENDED = "camera.ended"
 LOOP_ERROR = "loop.error"
 GALLERY_NEEDS_REENROLMENT = "gallery.needs_reenrolment"
+GALLERY_REEMBED = "gallery.reembed"
+GALLERY_OLD_SPACE_DROPPED = "gallery.old_space_dropped"
 
 #: events too frequent or too large for the log file
 NOT_LOGGED = frozenset({DEBUG_EMBEDDING})

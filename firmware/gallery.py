@@ -9,6 +9,11 @@ One job: store embeddings per person and answer "who is nearest to this embeddin
 * Match: the distance to a person is the Euclidean distance to the nearest of their embeddings; the
   nearest person wins.  Distance >= θ (the bundle's threshold, metric "l2") means "unknown" (the
   seed's "Don't know").  ``margin`` = distance to the next other person - distance (None with one person).
+* Crops (schema 2): beside each enrolment embedding the board may keep the aligned 112x112 RGB crop it was
+  computed from (lossless PNG, ~20-30 KB a face; on the board's flash only, deleted with the person, never
+  sent).  After a bundle with a new embedding space is confirmed, ``pending_crops`` lists the crops with no
+  embedding in it and ``add_reembedded`` stores one (idempotent: a power cut resumes where it stopped);
+  ``drop_other_spaces`` forgets the old space's embeddings once the new one has stayed confirmed.
 * Durability: WAL journal with ``synchronous=FULL``: a committed enrolment survives the process being
   killed at any point (and power loss, as far as the flash honours fsync).  One connection guarded by a
   lock: the loop matches from an in-memory matrix, enrolment writes from the serial thread.
@@ -29,7 +34,8 @@ import numpy as np
 
 from .errors import GalleryError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+CROP_SHAPE = (112, 112, 3)
 MAX_NAME_CHARS = 64
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -48,7 +54,41 @@ CREATE TABLE IF NOT EXISTS embeddings (
     created_t REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS embeddings_person ON embeddings(person_id);
+CREATE TABLE IF NOT EXISTS crops (
+    id INTEGER PRIMARY KEY,
+    person_id INTEGER NOT NULL REFERENCES people(id) ON DELETE CASCADE,
+    png BLOB NOT NULL,
+    created_t REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS crops_person ON crops(person_id);
 """
+#: schema 1 -> 2: embeddings remember the crop they came from (NULL: no crop kept)
+_MIGRATE_2 = "ALTER TABLE embeddings ADD COLUMN crop_id INTEGER REFERENCES crops(id) ON DELETE CASCADE"
+_UNIQUE_CROP_SPACE = ("CREATE UNIQUE INDEX IF NOT EXISTS embeddings_crop_space ON embeddings(crop_id, embedding_space) "
+                      "WHERE crop_id IS NOT NULL")
+
+
+def encode_crop(crop: np.ndarray) -> bytes:
+    """Lossless PNG of a uint8 (112, 112, 3) RGB crop (re-embedding it later gives bit-identical input)."""
+    import cv2
+
+    crop = np.asarray(crop)
+    if crop.shape != CROP_SHAPE or crop.dtype != np.uint8:
+        raise GalleryError("bad_crop", f"crop: expected uint8 {CROP_SHAPE}, found {crop.dtype} {crop.shape}")
+    ok, buf = cv2.imencode(".png", np.ascontiguousarray(crop[:, :, ::-1]))
+    if not ok:
+        raise GalleryError("bad_crop", "crop: PNG encoding failed")
+    return buf.tobytes()
+
+
+def decode_crop(png: bytes) -> np.ndarray:
+    """uint8 (112, 112, 3) RGB from ``encode_crop``'s bytes; ``bad_crop`` for anything else."""
+    import cv2
+
+    bgr = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR) if png[:8] == b"\x89PNG\r\n\x1a\n" else None
+    if bgr is None or bgr.shape != CROP_SHAPE:
+        raise GalleryError("bad_crop", "a stored crop is not a 112x112 PNG")
+    return np.ascontiguousarray(bgr[:, :, ::-1])
 
 
 @dataclass(frozen=True)
@@ -112,7 +152,11 @@ class Gallery:
             for statement in _SCHEMA.strip().split(";"):
                 if statement.strip():
                     self._db.execute(statement)
-            self._db.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
+            columns = {r[1] for r in self._db.execute("PRAGMA table_info(embeddings)")}
+            if "crop_id" not in columns:
+                self._db.execute(_MIGRATE_2)
+            self._db.execute(_UNIQUE_CROP_SPACE)
+            self._db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('schema_version', ?)",
                              (str(SCHEMA_VERSION),))
         self.embedding_space = embedding_space
         self.threshold = float(threshold)
@@ -173,10 +217,12 @@ class Gallery:
 
     # ----------------------------------------------------------------------------- writing
 
-    def add(self, name: str, vectors: np.ndarray, model_version: str = "") -> dict:
+    def add(self, name: str, vectors: np.ndarray, model_version: str = "", crops=None) -> dict:
         """Add embeddings (N, D) float32 (each L2-normalised) for ``name`` (created if new), in one
-        transaction.  Returns this person's entry as ``list_people`` gives it."""
+        transaction; ``crops``: the N uint8 (112, 112, 3) RGB crops they came from, kept for re-embedding
+        (None: none kept).  Returns this person's entry as ``list_people`` gives it."""
         name = check_name(name)
+        pngs = None if crops is None else [encode_crop(c) for c in crops]
         vectors = np.asarray(vectors, dtype=np.float32)
         if vectors.ndim == 1:
             vectors = vectors[None, :]
@@ -184,15 +230,21 @@ class Gallery:
             raise GalleryError("bad_embedding", f"embeddings must be a finite (N, D) array, found shape {vectors.shape}")
         if not self.embedding_space:
             raise GalleryError("no_model", "no model is loaded, so embeddings have no space to be stored in")
+        if pngs is not None and len(pngs) != len(vectors):
+            raise GalleryError("bad_crop", f"{len(pngs)} crops for {len(vectors)} embeddings")
         now = time.time()
         with self._tx() as db:
             db.execute("INSERT OR IGNORE INTO people(name, created_t) VALUES (?, ?)", (name, now))
             (person_id,) = db.execute("SELECT id FROM people WHERE name = ?", (name,)).fetchone()
-            db.executemany(
-                "INSERT INTO embeddings(person_id, vector, dim, embedding_space, model_version, created_t) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                [(person_id, v.astype("<f4").tobytes(), int(v.size), self.embedding_space, str(model_version), now)
-                 for v in vectors])
+            for j, v in enumerate(vectors):
+                crop_id = None
+                if pngs is not None:
+                    crop_id = db.execute("INSERT INTO crops(person_id, png, created_t) VALUES (?, ?, ?)",
+                                         (person_id, pngs[j], now)).lastrowid
+                db.execute("INSERT INTO embeddings(person_id, vector, dim, embedding_space, model_version, created_t, "
+                           "crop_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                           (person_id, v.astype("<f4").tobytes(), int(v.size), self.embedding_space, str(model_version),
+                            now, crop_id))
         self._reload()
         return next(p for p in self.list_people() if p["name"] == name)
 
@@ -209,29 +261,101 @@ class Gallery:
                 raise GalleryError("unknown_name", f"nobody called {name!r} is enrolled")
             (count,) = db.execute("SELECT COUNT(*) FROM embeddings WHERE person_id = ?", row).fetchone()
             db.execute("DELETE FROM embeddings WHERE person_id = ?", row)
+            db.execute("DELETE FROM crops WHERE person_id = ?", row)
             db.execute("DELETE FROM people WHERE id = ?", row)
         self._reload()
         return int(count)
 
+    # ----------------------------------------------------------------------------- re-embedding
+
+    def pending_crops(self, space: str | None = None) -> list[tuple[int, str]]:
+        """(crop id, person's name) of every kept crop with no embedding in ``space`` (default: the loaded one)."""
+        space = self.embedding_space if space is None else space
+        with self._lock:
+            return [(int(i), n) for i, n in self._db.execute(
+                "SELECT c.id, p.name FROM crops c JOIN people p ON p.id = c.person_id WHERE NOT EXISTS "
+                "(SELECT 1 FROM embeddings e WHERE e.crop_id = c.id AND e.embedding_space = ?) ORDER BY c.id", (space,))]
+
+    def crop(self, crop_id: int) -> np.ndarray:
+        """The kept crop ``crop_id``: uint8 (112, 112, 3) RGB (``unknown_crop`` if it went with its person)."""
+        with self._lock:
+            row = self._db.execute("SELECT png FROM crops WHERE id = ?", (int(crop_id),)).fetchone()
+        if row is None:
+            raise GalleryError("unknown_crop", f"no kept crop {crop_id} (its person may have been deleted)")
+        return decode_crop(row[0])
+
+    def crops_of(self, name: str) -> list[np.ndarray]:
+        """The kept crops of ``name`` (oldest first)."""
+        name = check_name(name)
+        with self._lock:
+            rows = self._db.execute("SELECT c.png FROM crops c JOIN people p ON p.id = c.person_id WHERE p.name = ? "
+                                    "ORDER BY c.id", (name,)).fetchall()
+        return [decode_crop(r[0]) for r in rows]
+
+    def add_reembedded(self, crop_id: int, vector: np.ndarray, model_version: str = "", reload: bool = True) -> bool:
+        """Store ``vector`` (D,) as crop ``crop_id``'s embedding in the loaded space, in one transaction.
+        False (nothing written) if the crop is gone or already has one there: safe to repeat after a power cut."""
+        v = np.asarray(vector, dtype=np.float32).reshape(-1)
+        if v.size == 0 or not np.all(np.isfinite(v)):
+            raise GalleryError("bad_embedding", "a re-embedded vector is empty or not finite")
+        with self._tx() as db:
+            row = db.execute("SELECT person_id FROM crops WHERE id = ?", (int(crop_id),)).fetchone()
+            if row is None:
+                return False
+            cur = db.execute("INSERT OR IGNORE INTO embeddings(person_id, vector, dim, embedding_space, model_version, "
+                             "created_t, crop_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                             (row[0], v.astype("<f4").tobytes(), int(v.size), self.embedding_space, str(model_version),
+                              time.time(), int(crop_id)))
+            written = cur.rowcount == 1
+        if written and reload:
+            self._reload()
+        return written
+
+    def reload(self) -> None:
+        """Re-read the matchable embeddings (after a batch of ``add_reembedded(..., reload=False)``)."""
+        self._reload()
+
+    def drop_other_spaces(self, keep_space: str | None = None) -> int:
+        """Forget every embedding not in ``keep_space`` (default: the loaded one); crops stay.  Returns how many."""
+        keep_space = self.embedding_space if keep_space is None else keep_space
+        with self._tx() as db:
+            count = db.execute("DELETE FROM embeddings WHERE embedding_space != ?", (keep_space,)).rowcount
+        self._reload()
+        return int(count)
+
+    def count_confirmed_boot(self, space: str) -> int:
+        """One more confirmed boot of ``space`` (consecutive: another space's boot restarts the count); returns it."""
+        with self._tx() as db:
+            row = db.execute("SELECT value FROM meta WHERE key = 'confirmed_space'").fetchone()
+            boots = db.execute("SELECT value FROM meta WHERE key = 'confirmed_space_boots'").fetchone()
+            n = int(boots[0]) + 1 if row is not None and boots is not None and row[0] == space else 1
+            db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('confirmed_space', ?)", (space,))
+            db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('confirmed_space_boots', ?)", (str(n),))
+        return n
+
     # ----------------------------------------------------------------------------- reading
 
     def list_people(self) -> list[dict]:
-        """One dict per person: name, embeddings (all), usable (in this space), needs_reenrolment, spaces."""
+        """One dict per person: name, embeddings (all), usable (in this space), needs_reenrolment (no usable
+        embedding and no kept crop to make one from), spaces (space -> embeddings), crops (kept)."""
         with self._lock:
             rows = self._db.execute(
                 "SELECT p.name, e.embedding_space, COUNT(e.id) FROM people p "
                 "LEFT JOIN embeddings e ON e.person_id = p.id GROUP BY p.id, e.embedding_space ORDER BY p.name"
             ).fetchall()
+            crops = dict(self._db.execute("SELECT p.name, COUNT(c.id) FROM people p JOIN crops c ON c.person_id = p.id "
+                                          "GROUP BY p.id").fetchall())
         people: dict[str, dict] = {}
         for name, space, count in rows:
-            entry = people.setdefault(name, {"name": name, "embeddings": 0, "usable": 0, "spaces": []})
+            entry = people.setdefault(name, {"name": name, "embeddings": 0, "usable": 0, "spaces": {},
+                                             "crops": int(crops.get(name, 0))})
             if space is not None:
                 entry["embeddings"] += count
-                entry["spaces"].append(space)
+                entry["spaces"][space] = int(count)
                 if space == self.embedding_space:
                     entry["usable"] += count
         for entry in people.values():
-            entry["needs_reenrolment"] = entry["usable"] == 0
+            entry["needs_reenrolment"] = entry["usable"] == 0 and entry["crops"] == 0
         return list(people.values())
 
     def needs_reenrolment(self) -> list[str]:

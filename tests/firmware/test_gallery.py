@@ -127,3 +127,103 @@ def test_power_loss_during_gallery_write_then_the_board_boots_its_slot_with_the_
     assert set(committed) <= set(listed)
     assert all(listed[n]["needs_reenrolment"] for n in committed) and space != "space1"
     again.close()
+
+
+# --------------------------------------------------------------------------- kept crops and re-embedding
+
+def _crop(seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, size=(112, 112, 3), dtype=np.uint8)
+
+
+def _fake_embed(crop: np.ndarray) -> np.ndarray:
+    """A deterministic 'new net': the crop's mean colour per quadrant, normalised (16 numbers)."""
+    q = crop.reshape(2, 56, 2, 56, 3).mean(axis=(1, 3)).reshape(-1).astype(np.float32)
+    v = np.concatenate([q, np.ones(4, np.float32)])
+    return v / np.linalg.norm(v)
+
+
+def test_kept_crops_round_trip_and_go_with_their_person(tmp_path):
+    g = Gallery(tmp_path / "g.sqlite", "old", threshold=2.0)
+    crops = [_crop(1), _crop(2)]
+    g.add("ann", np.stack([_unit(1, 0, 0), _unit(0, 1, 0)]), crops=crops)
+    g.add("bob", _unit(0, 0, 1))  # no crop kept
+    assert [np.array_equal(a, b) for a, b in zip(g.crops_of("ann"), crops)] == [True, True]
+    listed = {p["name"]: p for p in g.list_people()}
+    assert listed["ann"]["crops"] == 2 and listed["bob"]["crops"] == 0
+    g.set_model("new", 2.0)
+    assert [n for _, n in g.pending_crops()] == ["ann", "ann"]
+    assert g.needs_reenrolment() == ["bob"]  # ann can be re-embedded, bob cannot
+    crop_id = g.pending_crops()[0][0]
+    assert g.add_reembedded(crop_id, _unit(1, 1, 0)) is True
+    assert g.add_reembedded(crop_id, _unit(1, 1, 0)) is False  # idempotent: a repeat after a power cut writes nothing
+    assert len(g.pending_crops()) == 1 and g.match(_unit(1, 1, 0)).name == "ann"
+    g.delete("ann")
+    assert g.pending_crops() == [] and g.add_reembedded(crop_id, _unit(1, 1, 0)) is False
+    with pytest.raises(GalleryError):
+        g.crop(crop_id)
+    with pytest.raises(GalleryError):
+        g.add("cy", _unit(1, 0, 0), crops=[np.zeros((50, 50, 3), np.uint8)])
+
+
+def test_a_schema_1_gallery_opens_and_keeps_its_people(tmp_path):
+    path = tmp_path / "g.sqlite"
+    db = sqlite3.connect(path)
+    db.executescript("""
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE people (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, created_t REAL NOT NULL);
+        CREATE TABLE embeddings (id INTEGER PRIMARY KEY, person_id INTEGER NOT NULL REFERENCES people(id) ON DELETE CASCADE,
+            vector BLOB NOT NULL, dim INTEGER NOT NULL, embedding_space TEXT NOT NULL, model_version TEXT NOT NULL,
+            created_t REAL NOT NULL);
+        INSERT INTO meta VALUES ('schema_version', '1');
+        INSERT INTO people VALUES (1, 'ann', 0);""")
+    db.execute("INSERT INTO embeddings VALUES (1, 1, ?, 3, 'old', 'v1', 0)", (_unit(1, 0, 0).astype("<f4").tobytes(),))
+    db.commit()
+    db.close()
+    g = Gallery(path, "old", threshold=0.5)
+    assert g.match(_unit(1, 0, 0)).name == "ann" and g.list_people()[0]["crops"] == 0
+    g.add("bob", _unit(0, 1, 0), crops=[_crop(3)])
+    assert g.pending_crops("other") == [(1, "bob")]
+
+
+_REEMBEDDER = """
+import sys, numpy as np
+sys.path.insert(0, sys.argv[2])
+from test_gallery_helpers import fake_embed
+from wearface.firmware.gallery import Gallery
+g = Gallery(sys.argv[1], "new")
+for crop_id, name in g.pending_crops():
+    g.add_reembedded(crop_id, fake_embed(g.crop(crop_id)), "v2", reload=False)
+    print(crop_id, flush=True)
+"""
+
+
+def test_re_embedding_killed_at_random_points_loses_nothing_and_resumes(tmp_path):
+    helper = tmp_path / "helpers"
+    helper.mkdir()
+    (helper / "test_gallery_helpers.py").write_text(
+        "import numpy as np\n" + "\n".join(__import__("inspect").getsource(_fake_embed).replace("_fake_embed", "fake_embed")
+                                           .splitlines()) + "\n")
+    path = tmp_path / "g.sqlite"
+    g = Gallery(path, "old")
+    for i in range(12):
+        g.add(f"p{i}", np.stack([_unit(1, i, 0), _unit(0, 1, i)]), crops=[_crop(2 * i), _crop(2 * i + 1)])
+    g.close()
+    rng = np.random.default_rng(0)
+    for trial in range(6):
+        proc = subprocess.Popen([sys.executable, "-c", _REEMBEDDER, str(path), str(helper)], stdout=subprocess.PIPE, text=True)
+        for _ in range(int(rng.integers(0, 4))):  # kill after 0-3 acknowledged re-embeddings (or at start-up)
+            if not proc.stdout.readline():
+                break
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        db = sqlite3.connect(path)
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert db.execute("SELECT COUNT(*) FROM crops").fetchone()[0] == 24
+        assert db.execute("SELECT COUNT(*) FROM embeddings WHERE embedding_space = 'old'").fetchone()[0] == 24
+        db.close()
+    g = Gallery(path, "new", threshold=1e-3)
+    for crop_id, _ in g.pending_crops():  # what the kills left: the next confirmed boot finishes it
+        g.add_reembedded(crop_id, _fake_embed(g.crop(crop_id)), "v2")
+    assert g.pending_crops() == [] and all(p["spaces"] == {"old": 2, "new": 2} for p in g.list_people())
+    for i in range(12):
+        assert g.match(_fake_embed(_crop(2 * i))).name == f"p{i}"  # each re-embedded vector is its own crop's

@@ -157,8 +157,8 @@ def test_enrolment_errors_and_recovery(tmp_path):
     app.close()
 
 
-def test_new_embedding_space_marks_people_for_reenrolment(tmp_path):
-    board = make_board(tmp_path)
+def test_new_embedding_space_marks_people_for_reenrolment_when_no_crop_is_kept(tmp_path):
+    board = make_board(tmp_path, enrolment={"keep_crops": False})
     app = BoardApp(board, frames=[])
     flash_app(app, signed_bundle(1))
     app.reboot()
@@ -196,3 +196,62 @@ def test_video_file_source_plays_and_loops(tmp_path):
     assert count == 5 and once.ended()
     looped = VideoCaptureSource(str(path), loop=True)
     assert all(looped.read() is not None for _ in range(12))
+
+
+def _space_counts(app, name):
+    return next(p for p in app.gallery_list() if p["name"] == name)["spaces"]
+
+
+def test_a_confirmed_new_space_re_embeds_kept_crops_and_a_rollback_finds_the_old_space(tmp_path):
+    board = make_board(tmp_path, enrolment={"drop_old_space_after_boots": 2})
+    app = BoardApp(board, frames=[])
+    flash_app(app, signed_bundle(1))
+    app.reboot()
+    app._on_frame(board.boot.confirm_after_frames)  # confirm space 1 the way the loop does
+    app.wait_reembedded(30)
+    old_space = str(app.model.bundle.embedding_space)
+    app.enroll_images("grace", [_rgb(scene.grace_hopper_face(), 128), _rgb(scene.grace_hopper_face(), 150)])
+    assert app.gallery_list()[0]["crops"] == 2
+
+    flash_app(app, signed_bundle(2))  # other random nets: another embedding space
+    events = []
+    app.subscribe(events.append)
+    app.reboot()  # trial boot: nothing is re-embedded yet, nobody is stale (crops are kept)
+    new_space = str(app.model.bundle.embedding_space)
+    assert new_space != old_space and app.boot_result.trial
+    assert app.wait_reembedded(30) and _space_counts(app, "grace") == {old_space: 2}
+    assert not [e for e in events if e["event"] in ("gallery.needs_reenrolment", "gallery.reembed")]
+    person = next(p for p in app.gallery_list() if p["name"] == "grace")
+    assert person["usable"] == 0 and person["needs_reenrolment"] is False
+
+    app._on_frame(board.boot.confirm_after_frames)  # the trial slot is confirmed: re-embed now
+    assert app.wait_reembedded(30)
+    assert _space_counts(app, "grace") == {old_space: 2, new_space: 2}
+    states = [e["state"] for e in events if e["event"] == "gallery.reembed"]
+    assert states[0] == "started" and states[-1] == "done"
+    crop = app.gallery.crops_of("grace")[0]
+    assert app.gallery.match(app.model.embed(crop)).name == "grace"
+
+    app.reboot()  # second confirmed boot of the new space: the old space's embeddings go
+    assert app.wait_reembedded(30)
+    assert _space_counts(app, "grace") == {new_space: 2}
+    assert [e for e in events if e["event"] == "gallery.old_space_dropped"][0]["dropped"] == 2
+    app.close()
+
+
+def test_a_rollback_during_the_trial_keeps_matching_in_the_old_space(tmp_path):
+    board = make_board(tmp_path, boot={"trial_boots": 1})
+    app = BoardApp(board, frames=[])
+    flash_app(app, signed_bundle(1))
+    app.reboot()
+    app._on_frame(board.boot.confirm_after_frames)
+    app.wait_reembedded(30)
+    old_space = str(app.model.bundle.embedding_space)
+    app.enroll_images("grace", [_rgb(scene.grace_hopper_face(), 128)])
+    flash_app(app, signed_bundle(2))
+    app.reboot()  # the one trial boot, never confirmed
+    app.reboot()  # trial used up: back on the old slot
+    assert str(app.model.bundle.embedding_space) == old_space and app.wait_reembedded(30)
+    assert _space_counts(app, "grace") == {old_space: 1}
+    assert next(p for p in app.gallery_list() if p["name"] == "grace")["usable"] == 1
+    app.close()
