@@ -96,6 +96,7 @@ class BoardApp:
         self.source = None
         self.loop_state = "stopped"
         self._debug_embeddings = False
+        self._debug_explain = False
         self._flash_lock = threading.RLock()
         self._model_lock = threading.Lock()
         self._stop = threading.Event()
@@ -154,6 +155,7 @@ class BoardApp:
         self.pipeline = Pipeline(self.board, self.model, self.gallery, self.bus, self.source,
                                  model_lock=self._model_lock, on_frame=self._on_frame)
         self.pipeline.debug_embeddings = self._debug_embeddings
+        self.pipeline.debug_explain = self._debug_explain
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run_loop, args=(self.pipeline, self._stop),
                                         name="recognition-loop", daemon=True)
@@ -410,15 +412,18 @@ class BoardApp:
 
     # ------------------------------------------------------------------------------ requests: health
 
-    def set_debug_embeddings(self, on: bool, reason: str = "request") -> None:
-        """Publish (or stop publishing) ``debug.embedding`` events: biometric data, so the serial server switches
-        them off when the host that asked goes away (``reason``: "request", "boot", "host_gone", "host_silent")."""
-        changed = bool(on) != self._debug_embeddings
-        self._debug_embeddings = bool(on)
+    def set_debug_embeddings(self, on: bool, reason: str = "request", explain: bool = False) -> None:
+        """Publish (or stop publishing) ``debug.embedding`` events, and with ``explain`` also ``debug.explain``
+        records (the embedded crop, the alignment view, the nearest people): biometric data, so the serial server
+        switches both off when the host that asked goes away (``reason``: "request", "boot", "host_gone",
+        "host_silent")."""
+        explain = bool(on) and bool(explain)
+        changed = bool(on) != self._debug_embeddings or explain != self._debug_explain
+        self._debug_embeddings, self._debug_explain = bool(on), explain
         if self.pipeline is not None:
-            self.pipeline.debug_embeddings = bool(on)
+            self.pipeline.debug_embeddings, self.pipeline.debug_explain = bool(on), explain
         if changed:
-            self.log.info(f"debug embeddings {'on' if on else 'off'} ({reason})")
+            self.log.info(f"debug embeddings {'on' if on else 'off'}{' with explain records' if explain else ''} ({reason})")
 
     def stats(self) -> dict:
         base = {"state": self.state, "loop": self.loop_state,

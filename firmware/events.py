@@ -26,6 +26,10 @@ Recognition (``track``: int id, stable while the person stays in view; ``box``: 
     person.left         track, name (last decision, null if unknown), frames_seen, duration_s, frame
     debug.embedding     track, embedding (float32 (128,) array, L2-normalised; binary on the wire), name,
                         distance, frame, n_embeddings  (only when the host switched debug embeddings on)
+    debug.explain       track, frame, box, crop (uint8 (112, 112, 3) RGB: the embedded input), view (uint8
+                        (50, 50, 3) RGB: the alignment net's input), alignment (float32 [dx, dy, angle_rad]), name,
+                        distance, threshold, nearest [{name, distance}] (3 nearest people, track's mean
+                        embedding), n_embeddings  (only when the host asked with DEBUG_EMBEDDINGS explain=true)
 Health:
     stats               fps, frames, healthy_frames, failed_frames, dropped_frames, corrupt_frames,
                         latency_ms {detect, align, embed, match, frame: mean ms per call}, p95_ms {same},
@@ -60,6 +64,7 @@ PERSON_RECOGNISED = "person.recognised"
 PERSON_UNKNOWN = "person.unknown"
 PERSON_LEFT = "person.left"
 DEBUG_EMBEDDING = "debug.embedding"
+DEBUG_EXPLAIN = "debug.explain"
 STATS = "stats"
 CAMERA_ERROR = "camera.error"
 CAMERA_ENDED = "camera.ended"
@@ -69,7 +74,7 @@ GALLERY_REEMBED = "gallery.reembed"
 GALLERY_OLD_SPACE_DROPPED = "gallery.old_space_dropped"
 
 #: events too frequent or too large for the log file
-NOT_LOGGED = frozenset({DEBUG_EMBEDDING})
+NOT_LOGGED = frozenset({DEBUG_EMBEDDING, DEBUG_EXPLAIN})
 
 Event = dict
 Subscriber = Callable[[Event], None]

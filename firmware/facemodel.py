@@ -63,17 +63,23 @@ class FaceModel:
         downscale = frame_downscale(self.board.detector, np.shape(frame_bgr)) if np.ndim(frame_bgr) >= 2 else 1.0
         return self.detector.detect(frame_bgr, downscale)[: self.board.detector.max_faces]
 
-    def align(self, frame_bgr: np.ndarray, box) -> tuple[np.ndarray, np.ndarray]:
+    def align(self, frame_bgr: np.ndarray, box, details: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(embedding input uint8 (112, 112, 3) RGB, corrected window (2, 3)) for one box (x, y, w, h)."""
-        return self.align_window(frame_bgr, face_window(box))
+        return self.align_window(frame_bgr, face_window(box), details)
 
-    def align_window(self, frame_bgr: np.ndarray, window0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """As ``align``, starting from a window (2, 3) instead of a box (e.g. an uploaded face crop)."""
-        correction = np.asarray(self.align_runtime.run(geo.alignment_input(frame_bgr, window0)), np.float64)
+    def align_window(self, frame_bgr: np.ndarray, window0: np.ndarray, details: dict | None = None
+                     ) -> tuple[np.ndarray, np.ndarray]:
+        """As ``align``, starting from a window (2, 3) instead of a box (e.g. an uploaded face crop).
+        ``details``: if a dict, receives ``view`` (the alignment net's uint8 (50, 50, 3) RGB input) and
+        ``correction`` ([dx, dy, angle_rad] as applied) for explaining a decision."""
+        view = geo.alignment_input(frame_bgr, window0)
+        correction = np.asarray(self.align_runtime.run(view), np.float64)
         if correction.shape != (3,) or not np.all(np.isfinite(correction)):
             correction = np.zeros(3)  # a net that says nothing usable: keep the detector's window
         correction[2] = math.remainder(correction[2], 2 * math.pi)
         window = geo.apply_correction(window0, correction)
+        if details is not None:
+            details["view"], details["correction"] = view, correction.astype(np.float32)
         return geo.embedding_input(frame_bgr, window), window
 
     def embed(self, crop_rgb: np.ndarray) -> np.ndarray:

@@ -374,16 +374,24 @@ class Gallery:
                 return np.zeros((0, self._matrix.shape[1] if self._matrix.size else 0), np.float32)
             return self._matrix[self._owners == self._names.index(name)].copy()
 
-    def match(self, embedding: np.ndarray) -> Match:
-        """Nearest person to ``embedding`` (D,) float32 (L2-normalised), with distance and margin."""
+    def _per_person(self, embedding: np.ndarray) -> tuple[list[str], np.ndarray]:
+        """(names, (P,) float32 distance from ``embedding`` to each person's nearest embedding); ([], empty) when
+        nothing is matchable."""
         with self._lock:
             matrix, owners, names = self._matrix, self._owners, self._names
         e = np.asarray(embedding, dtype=np.float32).reshape(-1)
         if not names or matrix.shape[1] != e.size:
-            return Match(None, None, None, None, None)
+            return [], np.zeros(0, np.float32)
         d = np.sqrt(np.maximum(np.sum((matrix - e) ** 2, axis=1), 0.0))
         per_person = np.full(len(names), np.inf, np.float32)
         np.minimum.at(per_person, owners, d)
+        return names, per_person
+
+    def match(self, embedding: np.ndarray) -> Match:
+        """Nearest person to ``embedding`` (D,) float32 (L2-normalised), with distance and margin."""
+        names, per_person = self._per_person(embedding)
+        if not names:
+            return Match(None, None, None, None, None)
         order = np.argsort(per_person, kind="stable")
         best = int(order[0])
         distance = float(per_person[best])
@@ -394,3 +402,9 @@ class Gallery:
             margin, next_name = None, None
         name = names[best] if distance < self.threshold else None
         return Match(name, names[best], distance, margin, next_name)
+
+    def nearest(self, embedding: np.ndarray, k: int = 3) -> list[dict]:
+        """The ``k`` nearest people, nearest first: ``[{"name", "distance"}]`` (for explaining a decision)."""
+        names, per_person = self._per_person(embedding)
+        order = np.argsort(per_person, kind="stable")[:k]
+        return [{"name": names[i], "distance": round(float(per_person[i]), 5)} for i in order]

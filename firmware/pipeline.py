@@ -88,6 +88,7 @@ class Pipeline:
         self.tracker = Tracker(board.tracker)
         self.times = StageTimes()
         self.debug_embeddings = False
+        self.debug_explain = False  # explain records (``debug.explain``): crops, views, distances; same session rules
         self.frame_index = 0
         self.healthy_frames = 0
         self.failed_frames = 0
@@ -152,7 +153,8 @@ class Pipeline:
 
     def _embed_one(self, frame, track, box, index: int) -> None:
         t0 = self.clock()
-        crop, _ = self.model.align(frame, box)
+        details = {} if self.debug_explain else None
+        crop, _ = self.model.align(frame, box, details)
         t1 = self.clock()
         vector = self.model.embed(crop)
         t2 = self.clock()
@@ -169,6 +171,11 @@ class Pipeline:
             self.bus.publish(ev.DEBUG_EMBEDDING, track=track.id, embedding=np.asarray(vector, np.float32),
                              name=match.name, distance=match.distance, frame=index,
                              n_embeddings=len(track.embeddings))
+        if details is not None:
+            self.bus.publish(ev.DEBUG_EXPLAIN, track=track.id, frame=index, box=_box_json(box), crop=crop,
+                             view=details["view"], alignment=details["correction"], name=match.name,
+                             distance=match.distance, threshold=self.gallery.threshold,
+                             nearest=self.gallery.nearest(track.mean_embedding(), 3), n_embeddings=len(track.embeddings))
 
     def _decide(self, track, match, index: int) -> None:
         """Keep ``match`` as the track's decision; publish it when the name changed (or it is the first)."""

@@ -291,10 +291,10 @@ class Server:
         return dict(self.app.enroll_images(args["name"], images))
 
     def _debug_embeddings(self, args: dict) -> dict:
-        on = args["on"]
-        self.app.set_debug_embeddings(on)
+        on, explain = args["on"], args["on"] and args["explain"]
+        self.app.set_debug_embeddings(on, explain=explain)
         self.debug_session = on
-        return {"on": on, "idle_s": self.debug_idle_s}
+        return {"on": on, "explain": explain, "idle_s": self.debug_idle_s}
 
     def end_debug_session(self, reason: str) -> None:
         """Switch debug embeddings off because the session that asked for them ended (``reason``)."""

@@ -10,6 +10,7 @@ import pytest
 from wearface.firmware import scene
 from wearface.firmware.app import BoardApp
 from wearface.firmware.camera import IterableSource
+from wearface.firmware.pipeline import Pipeline
 from wearface.firmware.errors import EnrollError, GalleryError, NotRunningError
 
 from .conftest import flash_app, lfw_faces, make_board, signed_bundle
@@ -254,4 +255,35 @@ def test_a_rollback_during_the_trial_keeps_matching_in_the_old_space(tmp_path):
     assert str(app.model.bundle.embedding_space) == old_space and app.wait_reembedded(30)
     assert _space_counts(app, "grace") == {old_space: 1}
     assert next(p for p in app.gallery_list() if p["name"] == "grace")["usable"] == 1
+    app.close()
+
+
+def test_explain_records_carry_the_crop_view_alignment_and_nearest_people_and_stop_when_off(tmp_path):
+    board = make_board(tmp_path)
+    app = BoardApp(board, frames=[])
+    flash_app(app, signed_bundle(1))
+    app.reboot()
+    face = scene.grace_hopper_face()
+    app.enroll_images("grace", [_rgb(face, 128)])
+    app.enroll_images("ada", [_rgb(cv2.flip(face, 1), 128)])
+    events = []
+    app.subscribe(events.append)
+    frame = np.full((480, 640, 3), 90, np.uint8)
+    frame[100:356, 200:456] = cv2.resize(face, (256, 256))
+    pipeline = app.pipeline or Pipeline(board, app.model, app.gallery, app.bus, IterableSource([]))
+    app.pipeline = pipeline
+    app.set_debug_embeddings(True, explain=True)
+    for _ in range(3):
+        pipeline.step(frame)
+    explain = [e for e in events if e["event"] == "debug.explain"]
+    assert explain, "no explain record"
+    r = explain[0]
+    assert r["crop"].shape == (112, 112, 3) and r["crop"].dtype == np.uint8
+    assert r["view"].shape == (50, 50, 3) and r["alignment"].shape == (3,)
+    assert [n["name"] for n in r["nearest"]] and {n["name"] for n in r["nearest"]} <= {"grace", "ada"}
+    assert r["nearest"][0]["distance"] <= r["nearest"][-1]["distance"] and r["threshold"] == app.gallery.threshold
+    app.set_debug_embeddings(True)  # embeddings on, explain off
+    events.clear()
+    pipeline.step(frame)
+    assert not [e for e in events if e["event"] == "debug.explain"]
     app.close()
