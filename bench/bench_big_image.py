@@ -2,7 +2,7 @@
 
     python3 bench/bench_big_image.py [--side 12000] [--max-pixels 4194304]
 
-Builds a valid 1-bit grey PNG of side x side (``huge_png`` of ``tests/serial/test_hostile_host.py``, a few KB),
+Builds a valid 1-bit grey PNG of side x side (``huge_png`` of ``tests/host_tools/device/test_hostile_host.py``, a few KB),
 then (1) decodes it with ``cv2.imdecode`` + ``cvtColor`` to RGB as the old server did, reporting seconds and
 the process's peak RSS (``ru_maxrss``) before and after, and (2) hands it to ``images.decode_image``, which reads
 the header and refuses it.  Run (2) first in a fresh process if the peak matters to you: (1) raises it for good.

@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     from wearface.firmware.errors import FirmwareError
     from wearface.firmware.facemodel import FaceModel
     from wearface.firmware.scene import grace_hopper_path
-    from wearface.host_tools.bundle_build import build_test_bundle
+    from wearface.host_tools.bundle.bundle_build import build_test_bundle
 
     board = parse_board((boards_dir() / "virtual.toml").read_text(), boards_dir() / "virtual.toml")
     model = FaceModel(board, read_bundle(build_test_bundle(seed=0)))

@@ -62,8 +62,8 @@ def median_ms(fn, runs: int, warmup: int = 3) -> float:
 
 def float_weights(checkpoint: str | None) -> tuple[dict, str]:
     if checkpoint:
-        from wearface.host_tools.torch_nets import export_float_weights
-        from wearface.host_tools.train_align import load_align_model
+        from wearface.host_tools.train.torch_nets import export_float_weights
+        from wearface.host_tools.train.train_align import load_align_model
 
         model, _ = load_align_model(checkpoint)
         return export_float_weights(model), checkpoint

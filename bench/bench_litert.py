@@ -3,7 +3,7 @@
     python bench/bench_litert.py [--bundle models/default.wfb] [--repeats 50]
 
 Without --bundle the nets are random (``bundle_build.random_qnet``): speed does not depend on the
-weights' values.  LiteRT runs the .tflite written by ``host_tools/tflite_export.py`` with its
+weights' values.  LiteRT runs the .tflite written by ``host_tools/bundle/tflite_export.py`` with its
 builtin optimized kernels (no delegate) and with its default XNNPACK delegate.
 Prints a markdown table of median milliseconds per image.
 """
@@ -31,7 +31,7 @@ def median_ms(fn, repeats: int, warmup: int = 5) -> float:
 
 
 def main(argv=None) -> int:
-    from wearface.host_tools import bundle_build, tflite_export as T
+    from wearface.host_tools.bundle import bundle_build, tflite_export as T
     from wearface.kernels import nets, ptq
     from wearface.kernels.runtime import Int8Runtime
 

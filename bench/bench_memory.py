@@ -99,11 +99,11 @@ def write_video(path: Path, frames: int) -> Path:
 def measure(board_file: Path, bundle: bytes, video: Path, photo: Path, work: Path, userland, emulated: bool,
             period_s: float, timeout_s: float) -> dict:
     from wearface.firmware import protocol as P
-    from wearface.host_tools import emulate
-    from wearface.host_tools.enroll import enroll_photos
-    from wearface.host_tools.flash import flash
-    from wearface.host_tools.link import Link
-    from wearface.host_tools.virtual_board import VirtualBoard
+    from wearface.host_tools.device import emulate
+    from wearface.host_tools.device.enroll import enroll_photos
+    from wearface.host_tools.device.flash import flash
+    from wearface.host_tools.device.link import Link
+    from wearface.host_tools.device.virtual_board import VirtualBoard
 
     flash_dir = work / f"flash-{'arm64' if emulated else 'x86'}-{board_file.stem}"
     if emulated:
@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from wearface.firmware import scene
     from wearface.firmware.board import load_board
-    from wearface.host_tools import emulate
+    from wearface.host_tools.device import emulate
 
     userland = emulate.prepare_userland(args.userland)
     work = Path(tempfile.mkdtemp(prefix="bench_memory_"))

@@ -106,10 +106,10 @@ def main(argv: list[str] | None = None) -> int:
     import serial
 
     from wearface.firmware import protocol as P
-    from wearface.host_tools.bundle_build import build_test_bundle
-    from wearface.host_tools.flash import flash
-    from wearface.host_tools.link import Link
-    from wearface.host_tools.virtual_board import VirtualBoard
+    from wearface.host_tools.bundle.bundle_build import build_test_bundle
+    from wearface.host_tools.device.flash import flash
+    from wearface.host_tools.device.link import Link
+    from wearface.host_tools.device.virtual_board import VirtualBoard
 
     rnd = random.Random(args.seed)
     codes = [int(o) for o in P.Opcode if o != P.Opcode.REBOOT]

@@ -1,7 +1,7 @@
 """Benchmark (not a test): effective flash throughput over the serial protocol to the real firmware.
 
 The virtual board's line is a pty, which moves bytes as fast as the CPU allows whatever baud it is set to, so
-each rate is measured twice: on the bare pty, and through ``host_tools/fault_proxy.py`` pacing the bytes like an
+each rate is measured twice: on the bare pty, and through ``host_tools/device/fault_proxy.py`` pacing the bytes like an
 8N1 line (10 bits per byte) at 115200 and 921600 baud, both directions.  Upload = FLASH_BEGIN + FLASH_CHUNKs
 (stop-and-wait, one request in flight) into the firmware's slot file; ``--max-bytes`` caps the paced runs.
 
@@ -18,11 +18,11 @@ import time
 from pathlib import Path
 
 from wearface.firmware import protocol as P
-from wearface.host_tools.bundle_build import build_test_bundle
-from wearface.host_tools.fault_proxy import FaultProxy
-from wearface.host_tools.flash import upload
-from wearface.host_tools.link import Link
-from wearface.host_tools.virtual_board import VirtualBoard
+from wearface.host_tools.bundle.bundle_build import build_test_bundle
+from wearface.host_tools.device.fault_proxy import FaultProxy
+from wearface.host_tools.device.flash import upload
+from wearface.host_tools.device.link import Link
+from wearface.host_tools.device.virtual_board import VirtualBoard
 
 
 def upload_rate(link: Link, data: bytes, chunk_bytes: int, max_bytes: int, window: int) -> tuple[int, float]:

@@ -18,8 +18,8 @@ import time
 
 import torch
 
-from wearface.host_tools.losses import MultibatchLoss, PairsLoss
-from wearface.host_tools.torch_nets import build_torch_net
+from wearface.host_tools.train.losses import MultibatchLoss, PairsLoss
+from wearface.host_tools.train.torch_nets import build_torch_net
 
 
 def _time(fn, steps: int, device: str) -> float:
@@ -89,12 +89,12 @@ def real_data_pipelines(args, model, opt) -> None:
     import numpy as np
     from torch.utils.data import DataLoader
 
-    from wearface.host_tools import data as D
-    from wearface.host_tools.batch_augment import HARD, BatchAugment
-    from wearface.host_tools.face_tensor import decode_all
-    from wearface.host_tools.samplers import UniformBatchSampler
-    from wearface.host_tools.torch_nets import to_input
-    from wearface.host_tools.train import FaceDataset, SeededBatches
+    from wearface.host_tools.train import data as D
+    from wearface.host_tools.train.batch_augment import HARD, BatchAugment
+    from wearface.host_tools.train.face_tensor import decode_all
+    from wearface.host_tools.train.samplers import UniformBatchSampler
+    from wearface.host_tools.train.torch_nets import to_input
+    from wearface.host_tools.train.train import FaceDataset, SeededBatches
 
     records = D.load_celeba(args.data)
     records = records.subset(np.arange(min(args.images, len(records))))

@@ -21,7 +21,7 @@ View 2 (10 folds) of the final weights in float and through the board's int8 ker
 crops, as the shipped bundle).  Writes ``OUT/<row>/`` run folders, ``OUT/ablation.json``, ``OUT/ablation.md``
 (the table) and ``OUT/ablation.png``.  Rows already finished are not re-run (``--resume`` continues a cut one).
 
-Run: ``python -m wearface.host_tools.experiments.distill_ablation --data ../shared/data --teacher T.npz
+Run: ``python -m experiments.distill_ablation --data ../shared/data --teacher T.npz
 --video ../shared/data/video/short_hamilton_clip.mp4 --out runs/ablation --images 200000``
 """
 from __future__ import annotations
@@ -33,8 +33,8 @@ import platform
 import time
 from pathlib import Path
 
-from ..train import TrainConfig, Trainer
-from .pairs_vs_multibatch import plot, read_history
+from wearface.host_tools.train.train import TrainConfig, Trainer
+from experiments.pairs_vs_multibatch import plot, read_history
 
 ROWS = {
     "pairs": dict(loss="pairs", weighting="balanced"),
@@ -68,9 +68,9 @@ def row_config(name: str, args) -> TrainConfig:
 
 def view2(checkpoint: Path, data: str) -> dict:
     """LFW View 2 of a checkpoint: float, and int8 through the board kernels (MSE PTQ, 128 calibration crops)."""
-    from .. import data as D
-    from .. import evaluate as E
-    from ..quantize import int8_embedder, quantize_checkpoint
+    from wearface.host_tools.train import data as D
+    from wearface.host_tools.train import evaluate as E
+    from wearface.host_tools.train.quantize import int8_embedder, quantize_checkpoint
 
     lfw_zip, pairs_path, _ = D.lfw_paths(data)
     pairs, lfw = D.read_pairs(pairs_path), D.LfwImages(lfw_zip)

@@ -13,7 +13,7 @@ What "the gradient" is here: the gradient with respect to the parameters of the 
 pool.  That makes thousands of batches affordable on a CPU; the estimators' randomness (which pairs are seen)
 is the same as for the full network's gradient.
 
-Run: ``python -m wearface.host_tools.experiments.grad_variance --data ../shared/data --checkpoint CKPT --out DIR``
+Run: ``python -m experiments.grad_variance --data ../shared/data --checkpoint CKPT --out DIR``
 (writes ``grad_variance.json`` and ``grad_variance.png``).  Shared data is read, nothing from it is written.
 """
 from __future__ import annotations
@@ -26,9 +26,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .. import data as D
-from ..losses import hinge, pair_distances
-from ..torch_nets import build_torch_net, to_input
+from wearface.host_tools.train import data as D
+from wearface.host_tools.train.losses import hinge, pair_distances
+from wearface.host_tools.train.torch_nets import build_torch_net, to_input
 
 KS = (8, 16, 32, 64, 128, 256, 512)
 
@@ -148,7 +148,7 @@ def main(argv=None) -> int:
     models = {"random init": build_torch_net("A")}
     torch.manual_seed(args.seed)
     if args.checkpoint:
-        from ..evaluate import load_checkpoint_model
+        from wearface.host_tools.train.evaluate import load_checkpoint_model
 
         models["trained"] = load_checkpoint_model(args.checkpoint)[0]
     results = {}

@@ -8,7 +8,7 @@ except the loss on each batch of k embedded images:
 
 Both are scored with one yardstick every ``--eval-every`` steps: the balanced multibatch loss on fixed
 P x K batches of training images ("train") and of held-out identities ("test"), and the LFW View 1 dev
-accuracy.  Run: ``python -m wearface.host_tools.experiments.pairs_vs_multibatch --data DATA_OR_PACK --out DIR
+accuracy.  Run: ``python -m experiments.pairs_vs_multibatch --data DATA_OR_PACK --out DIR
 --images 60000 [--device cuda]``; writes ``DIR/{pairs,multibatch}/history.jsonl`` and
 ``DIR/pairs_vs_multibatch.png``.
 """
@@ -18,7 +18,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ..train import TrainConfig, Trainer
+from wearface.host_tools.train.train import TrainConfig, Trainer
 
 LOSSES = ("pairs", "multibatch")
 

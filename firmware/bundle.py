@@ -2,7 +2,7 @@
 
 One job: turn the bytes of a bundle into two ``QuantizedNet``s and their settings, or say exactly
 why not.  Shared by the board (boot, slot install) and the host (``wearface bundle inspect|verify``);
-``wearface.host_tools.bundle_build`` writes the format.  Board-side: imports numpy, cryptography and
+``wearface.host_tools.bundle.bundle_build`` writes the format.  Board-side: imports numpy, cryptography and
 ``wearface.kernels`` only; never torch or OpenCV.
 
 Layout (all integers little-endian; offsets are from the start of the file)::
@@ -15,7 +15,7 @@ Layout (all integers little-endian; offsets are from the start of the file)::
               byte before the trailer, Ed25519 signature of SIGNATURE_DOMAIN + that SHA-256
 
 The key id is the first KEY_ID_SIZE bytes of SHA-256(raw 32-byte public key).  An unsigned bundle
-(``host_tools.bundle_build.build_bundle``) has flag bit 0 clear and a zero key id and signature.
+(``host_tools.bundle.bundle_build.build_bundle``) has flag bit 0 clear and a zero key id and signature.
 
 Manifest (JSON object): ``format_version``, ``model_version`` (str), ``rollback_counter`` (int >= 0),
 ``compatible`` (board families, e.g. ``["wearface,virtual"]``), ``threshold`` (θ, float) and

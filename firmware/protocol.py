@@ -1,7 +1,7 @@
 """The serial protocol between host and board: framing, opcodes, status codes, payloads.
 
 One job: turn messages into bytes on the wire and back.  Shared by the board (``firmware/server.py``)
-and the host (``host_tools/link.py``); imports numpy and the standard library only (no serial, no threads).
+and the host (``host_tools/device/link.py``); imports numpy and the standard library only (no serial, no threads).
 
 Wire format (all integers little-endian)::
 

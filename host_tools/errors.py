@@ -18,7 +18,7 @@ class DataError(HostToolError):
 
 
 class EmulationError(HostToolError):
-    """The arm64 userland under qemu-user cannot be prepared or started (see ``host_tools/emulate.py``)."""
+    """The arm64 userland under qemu-user cannot be prepared or started (see ``host_tools/device/emulate.py``)."""
 
     exit_code = 6
 
@@ -35,7 +35,7 @@ class UserlandBuildError(EmulationError):
     """apt, dpkg-deb or pip failed while building the arm64 userland; the message quotes the tool's output."""
 
 
-# --- serial link, flash, monitor, enroll (host_tools/link.py and neighbours): exit codes 10..17 ------------
+# --- serial link, flash, monitor, enroll (host_tools/device/link.py and neighbours): exit codes 10..17 ------------
 class LinkError(HostToolError):
     """The serial port cannot be opened, or the board does not answer within the timeout and retries."""
 
@@ -90,7 +90,7 @@ class ConfirmTimeoutError(HostToolError):
 
 
 class KeyFileError(HostToolError):
-    """A signing key file is missing, unreadable or not an Ed25519 key (host_tools/keys.py)."""
+    """A signing key file is missing, unreadable or not an Ed25519 key (host_tools/bundle/keys.py)."""
 
     exit_code = 4
 
@@ -102,6 +102,6 @@ class BundleBuildError(HostToolError):
 
 
 class QuantizeError(HostToolError):
-    """A checkpoint or calibration set cannot be quantized (host_tools/quantize.py, tflite_export.py)."""
+    """A checkpoint or calibration set cannot be quantized (host_tools/train/quantize.py, tflite_export.py)."""
 
     exit_code = 7

@@ -1,6 +1,6 @@
 """The seed's networks as data: one layer list per net, the single source of truth.
 
-Both the PyTorch nets (``wearface.host_tools.torch_nets``) and the int8 runtime
+Both the PyTorch nets (``wearface.host_tools.train.torch_nets``) and the int8 runtime
 (``wearface.kernels.runtime``) are built from these lists; nothing else defines a net.
 Must not import torch or OpenCV.
 

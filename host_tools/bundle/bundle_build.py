@@ -26,7 +26,7 @@ from wearface.firmware import bundle as fmt
 from wearface.firmware.golden import layer_golden
 from wearface.kernels import nets, qnet as qn
 
-from .errors import BundleBuildError
+from ..errors import BundleBuildError
 from . import keys as keylib
 
 #: The default board family list of a development bundle: the families of boards/*.toml.

@@ -11,9 +11,9 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from .errors import KeyFileError
+from ..errors import KeyFileError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DEV_PRIVATE_KEY = REPO / "keys" / "dev_ed25519.pem"
 DEV_PUBLIC_KEY = REPO / "keys" / "dev_ed25519.pub"
 

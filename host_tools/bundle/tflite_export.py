@@ -33,7 +33,7 @@ import numpy as np
 from wearface.kernels import nets, qnet as qn
 from wearface.kernels.quant import quantize_multiplier
 
-from .errors import QuantizeError
+from ..errors import QuantizeError
 
 TFLITE_SCHEMA_VERSION = 3
 #: how many float32 steps either side of the first guess are tried per channel

@@ -40,7 +40,7 @@ def register(sub) -> None:
 
 
 def run_train(args) -> int:
-    from wearface.host_tools import train_align as T
+    from wearface.host_tools.train import train_align as T
 
     cfg = T.AlignTrainConfig(data=args.data, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                              max_per_source=args.max_per_source, sources=tuple(args.sources.split(",")),
@@ -51,7 +51,7 @@ def run_train(args) -> int:
 
 
 def run_eval(args) -> int:
-    from wearface.host_tools import align_eval
+    from wearface.host_tools.train import align_eval
 
     align_eval.report(args.data, args.checkpoint, n_images=args.images, iterations=args.iterations, seed=args.seed,
                        int8=args.int8)
@@ -59,7 +59,7 @@ def run_eval(args) -> int:
 
 
 def run_measure(args) -> int:
-    from wearface.host_tools import detector_eval
+    from wearface.host_tools.train import detector_eval
 
     if args.sweep:
         detector_eval.sweep(args.data, n_images=args.images, seed=args.seed)

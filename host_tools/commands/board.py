@@ -33,7 +33,7 @@ def register(sub) -> None:
 def run_prepare(args) -> int:
     from pathlib import Path
 
-    from wearface.host_tools import emulate
+    from wearface.host_tools.device import emulate
 
     userland = emulate.prepare_userland(args.userland, sources=Path(args.apt_sources) if args.apt_sources else None,
                                         keep_downloads=args.keep_downloads, rebuild=args.rebuild)
@@ -51,8 +51,8 @@ def run_emulate(args) -> int:
     from pathlib import Path
 
     from wearface.firmware.board import load_board
-    from wearface.host_tools import emulate
-    from wearface.host_tools.virtual_board import exit_on_signals
+    from wearface.host_tools.device import emulate
+    from wearface.host_tools.device.virtual_board import exit_on_signals
 
     board = load_board(args.board)
     cpu = args.qemu_cpu or emulate.board_qemu_cpu(board)  # refuses a non-aarch64 board before any work

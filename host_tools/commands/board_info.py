@@ -19,7 +19,7 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from wearface.firmware import protocol as P
-    from wearface.host_tools.link import Link
+    from wearface.host_tools.device.link import Link
 
     opcode = {"info": P.Opcode.INFO, "stats": P.Opcode.STATS, "log": P.Opcode.LOG_TAIL}[args.verb_name]
     payload = {"n": args.n} if args.verb_name == "log" else None

@@ -95,7 +95,7 @@ def register(sub) -> None:
 # --- keys ----------------------------------------------------------------------------------------
 
 def keys_new(args) -> int:
-    from wearface.host_tools import keys
+    from wearface.host_tools.bundle import keys
 
     private, public = keys.write_keypair(args.name, force=args.force)
     print(f"wrote {private} (private: keep it off the repository) and {public}")
@@ -106,7 +106,7 @@ def keys_new(args) -> int:
 def keys_show(args) -> int:
     import base64
 
-    from wearface.host_tools import keys
+    from wearface.host_tools.bundle import keys
 
     print(base64.b64encode(keys.load_public_key(args.key)).decode("ascii"))
     return 0
@@ -142,7 +142,8 @@ def _git_commit() -> str | None:
 
 def _net_from_arg(role: str, arg: str, args, spec_name: str):
     """(QuantizedNet, provenance dict, FloatNet or None) for ``--align``/``--embed``."""
-    from wearface.host_tools import bundle_build, quantize as Q
+    from wearface.host_tools.bundle import bundle_build
+    from wearface.host_tools.train import quantize as Q
     from wearface.host_tools.errors import BundleBuildError
     from wearface.kernels import nets
 
@@ -163,7 +164,7 @@ def _net_from_arg(role: str, arg: str, args, spec_name: str):
     }
     extra = fnet.checkpoint.get("extra")
     if isinstance(extra, dict):
-        from wearface.host_tools.bundle_build import _jsonable
+        from wearface.host_tools.bundle.bundle_build import _jsonable
 
         prov["results"] = _jsonable(extra)
     return qnet, prov, fnet
@@ -182,7 +183,8 @@ def _checkpoint_threshold(fnet) -> float | None:
 
 
 def bundle_build(args) -> int:
-    from wearface.host_tools import bundle_build as bb, quantize as Q
+    from wearface.host_tools.bundle import bundle_build as bb
+    from wearface.host_tools.train import quantize as Q
     from wearface.host_tools.errors import BundleBuildError
 
     align, align_prov, _ = _net_from_arg("align", args.align, args, "align")
@@ -212,7 +214,7 @@ def bundle_build(args) -> int:
 
 
 def bundle_sign(args) -> int:
-    from wearface.host_tools import bundle_build as bb, keys
+    from wearface.host_tools.bundle import bundle_build as bb, keys
 
     data = bb.sign_bundle(_read(args.bundle), keys.load_private_key(args.key))
     out = args.output or args.bundle
@@ -338,7 +340,7 @@ def bundle_inspect(args) -> int:
 
 def bundle_verify(args) -> int:
     from wearface.firmware import bundle as fmt
-    from wearface.host_tools import keys
+    from wearface.host_tools.bundle import keys
 
     keys_list, compatible = [], args.compatible
     if args.key:
@@ -361,7 +363,7 @@ def bundle_lfw(args) -> int:
     import numpy as np
 
     from wearface.firmware import bundle as fmt
-    from wearface.host_tools import quantize as Q
+    from wearface.host_tools.train import quantize as Q
 
     b = fmt.read_bundle(_read(args.bundle), args.bundle)
     r = Q.lfw_int8(b.embed_net, args.data, pair_stride=args.lfw_stride)
@@ -376,7 +378,7 @@ def bundle_tflite(args) -> int:
     import numpy as np
 
     from wearface.firmware import bundle as fmt
-    from wearface.host_tools import tflite_export as T
+    from wearface.host_tools.bundle import tflite_export as T
     from wearface.kernels.runtime import Int8Runtime
 
     b = fmt.read_bundle(_read(args.bundle), args.bundle)
@@ -410,7 +412,7 @@ def bundle_tflite(args) -> int:
 def quantize(args) -> int:
     import json
 
-    from wearface.host_tools import quantize as Q
+    from wearface.host_tools.train import quantize as Q
     from wearface.host_tools.errors import QuantizeError
 
     methods = [m.strip() for m in args.method.split(",") if m.strip()]

@@ -21,7 +21,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from wearface.host_tools.demo import run_demo
+    from wearface.host_tools.device.demo import run_demo
     from wearface.host_tools.errors import DataError
 
     pairs = []

@@ -1,6 +1,6 @@
 """``wearface enroll PORT --name NAME IMAGES...`` (or ``--camera N``): teach the board a face.
 
-Detection and alignment happen on the board (same code and model as its loop); see host_tools/enroll.py.
+Detection and alignment happen on the board (same code and model as its loop); see host_tools/device/enroll.py.
 Exit codes: 12 no face in an image, 13 several faces, 10 no answer, 11 other refusal, 3 unreadable image.
 """
 from __future__ import annotations
@@ -19,9 +19,9 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from wearface.host_tools.enroll import describe, enroll_camera, enroll_photos
+    from wearface.host_tools.device.enroll import describe, enroll_camera, enroll_photos
     from wearface.host_tools.errors import DataError
-    from wearface.host_tools.link import Link
+    from wearface.host_tools.device.link import Link
 
     args.name, args.images = args.name[0], list(args.images) + args.name[1:]
     if bool(args.images) == bool(args.camera):

@@ -15,7 +15,7 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from wearface.firmware.board import boards_dir
-    from wearface.host_tools.board_path_eval import evaluate_bundle_board_path
+    from wearface.host_tools.train.board_path_eval import evaluate_bundle_board_path
 
     board = args.board or str(boards_dir() / "virtual.toml")
     out = evaluate_bundle_board_path(args.bundle, board, args.lfw, args.pairs or None, args.per_fold,

@@ -26,8 +26,8 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from wearface.firmware.board import boards_dir
-    from wearface.host_tools import heldout as H
-    from wearface.host_tools.board_path_eval import heldout_board_path
+    from wearface.host_tools.train import heldout as H
+    from wearface.host_tools.train.board_path_eval import heldout_board_path
 
     board = args.board or str(boards_dir() / "virtual.toml")
     hb = heldout_board_path(args.bundle, board, args.data, identities=args.identities, progress=not args.no_progress)

@@ -33,9 +33,9 @@ def run(args) -> int:
     from pathlib import Path
 
     from wearface.host_tools.errors import DataError
-    from wearface.host_tools.flash import ProgressBar, flash
-    from wearface.host_tools.keys import load_public_key
-    from wearface.host_tools.link import Link
+    from wearface.host_tools.device.flash import ProgressBar, flash
+    from wearface.host_tools.bundle.keys import load_public_key
+    from wearface.host_tools.device.link import Link
 
     path = Path(args.bundle)
     try:

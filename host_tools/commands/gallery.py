@@ -18,7 +18,7 @@ def register(sub) -> None:
 
 def run_list(args) -> int:
     from wearface.firmware import protocol as P
-    from wearface.host_tools.link import Link
+    from wearface.host_tools.device.link import Link
 
     with Link(args.port, baud=args.baud) as link:
         people = link.request(P.Opcode.GALLERY_LIST)["people"]
@@ -33,7 +33,7 @@ def run_list(args) -> int:
 
 def run_delete(args) -> int:
     from wearface.firmware import protocol as P
-    from wearface.host_tools.link import Link
+    from wearface.host_tools.device.link import Link
 
     with Link(args.port, baud=args.baud) as link:
         count = link.request(P.Opcode.GALLERY_DELETE, {"name": args.name})["deleted"]

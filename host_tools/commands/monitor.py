@@ -27,7 +27,7 @@ def register(sub) -> None:
 
 
 def run_monitor(args) -> int:
-    from wearface.host_tools.monitor import EventFilter, Monitor, Recorder
+    from wearface.host_tools.device.monitor import EventFilter, Monitor, Recorder
 
     colour = args.color == "always" or (args.color == "auto" and sys.stdout.isatty())
     recorder = Recorder() if args.record else None
@@ -43,7 +43,7 @@ def run_monitor(args) -> int:
         n = recorder.save(args.record)
         print(f"recorded {n} debug embeddings to {args.record}", file=sys.stderr)
         if args.plot:
-            from wearface.host_tools.plot import plot_recording
+            from wearface.host_tools.device.plot import plot_recording
 
             print(f"plot: {plot_recording(args.record, args.plot)}", file=sys.stderr)
     return 0
@@ -52,7 +52,7 @@ def run_monitor(args) -> int:
 def run_plot(args) -> int:
     from pathlib import Path
 
-    from wearface.host_tools.plot import plot_recording
+    from wearface.host_tools.device.plot import plot_recording
 
     out = args.out or str(Path(args.recording).with_suffix(".png"))
     print(plot_recording(args.recording, out))

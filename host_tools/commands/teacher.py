@@ -27,14 +27,14 @@ def register(sub) -> None:
 
 
 def run_descriptors(args) -> int:
-    from wearface.host_tools import data as D
-    from wearface.host_tools import teacher as T
+    from wearface.host_tools.train import data as D
+    from wearface.host_tools.train import teacher as T
 
     cache = T.load_cache(args.out, missing_ok=True)
     records = D.load_celeba(args.data, [s for s in args.subsets.split(",") if s])
     items = T.celeba_items(records)
     for video in args.video:
-        from wearface.host_tools.video_faces import video_face_items
+        from wearface.host_tools.train.video_faces import video_face_items
 
         items += video_face_items(video, args.bundle, stride=args.video_stride, progress=not args.no_progress)
     before = len(cache)
@@ -44,7 +44,7 @@ def run_descriptors(args) -> int:
 
 
 def run_lfw_check(args) -> int:
-    from wearface.host_tools.teacher_lfw import teacher_lfw_check
+    from wearface.host_tools.train.teacher_lfw import teacher_lfw_check
 
     res, n_pairs = teacher_lfw_check(args.lfw, args.cache, per_fold_half=args.per_fold, workers=args.workers, progress=not args.no_progress)
     print(f"dlib teacher on our 112x112 crops, LFW View 2 ({n_pairs} pairs, the first {args.per_fold} matched and mismatched of each fold): {res.summary()}")

@@ -64,7 +64,7 @@ def register(sub) -> None:
     p.add_argument("--json", default="", help="write the result to this JSON file")
     p.add_argument("--device", default="cpu")
     p.add_argument("--int8", action="store_true",
-                   help="quantize the checkpoint (host_tools/quantize.py) and embed through the int8 kernels, as the board does")
+                   help="quantize the checkpoint (host_tools/train/quantize.py) and embed through the int8 kernels, as the board does")
     p.add_argument("--data", default="", help="with --int8: the shared data folder (calibration crops from CelebA)")
     p.add_argument("--calibration", type=int, default=128, help="with --int8: calibration images")
     p.add_argument("--no-progress", action="store_true")
@@ -90,7 +90,7 @@ def register(sub) -> None:
 
 
 def run_train(args) -> int:
-    from wearface.host_tools.train import TrainConfig, Trainer
+    from wearface.host_tools.train.train import TrainConfig, Trainer
 
     cfg = TrainConfig(
         net=args.net, data=args.data, out=args.out, device=args.device, epochs=args.epochs, images=args.images,
@@ -112,8 +112,8 @@ def run_train(args) -> int:
 def run_eval(args) -> int:
     from pathlib import Path
 
-    from wearface.host_tools import data as D
-    from wearface.host_tools import evaluate as E
+    from wearface.host_tools.train import data as D
+    from wearface.host_tools.train import evaluate as E
 
     lfw_zip, pairs_path, _ = D.lfw_paths(args.lfw)
     pairs = D.read_pairs(args.pairs or pairs_path)
@@ -121,7 +121,7 @@ def run_eval(args) -> int:
     model, ckpt = E.load_checkpoint_model(args.checkpoint, args.device)
     if args.int8:
         from wearface.host_tools.errors import HostToolError
-        from wearface.host_tools.quantize import int8_embedder, quantize_checkpoint
+        from wearface.host_tools.train.quantize import int8_embedder, quantize_checkpoint
 
         if not args.data:
             raise HostToolError("--int8 needs --data (the shared data folder, for calibration crops)")
@@ -141,7 +141,7 @@ def run_eval(args) -> int:
 
 
 def run_data_pack(args) -> int:
-    from wearface.host_tools import data as D
+    from wearface.host_tools.train import data as D
 
     records = D.drop_singletons(D.load_celeba(args.data, tuple(args.subsets.split(","))))
     train, val = D.split_by_identity(records, args.val_fraction, args.seed)
@@ -158,7 +158,7 @@ def run_data_pack(args) -> int:
 def run_data_stats(args) -> int:
     import numpy as np
 
-    from wearface.host_tools import data as D
+    from wearface.host_tools.train import data as D
 
     if D.is_pack(args.data):
         pack = D.load_pack(args.data)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from wearface.firmware import protocol as P
 
-from .errors import DataError, HostToolError
+from ..errors import DataError, HostToolError
 from .virtual_board import VirtualBoard
 
 STAGES = ("detect", "align", "embed", "match", "frame")
@@ -186,7 +186,7 @@ def run_demo(video: str | None = None, enroll: list[tuple[str, str]] | None = No
     elif bundle:
         raise DataError(f"{bundle_path}: no such bundle")
     else:
-        from .bundle_build import build_test_bundle
+        from ..bundle.bundle_build import build_test_bundle
 
         data = build_test_bundle()
         bundle_note = "a test bundle with RANDOM weights (models/default.wfb is missing): names are meaningless"

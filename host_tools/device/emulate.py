@@ -41,7 +41,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
-from .errors import NotAarch64BoardError, QemuMissingError, UserlandBuildError
+from ..errors import NotAarch64BoardError, QemuMissingError, UserlandBuildError
 
 #: bump when the folder layout or the launcher changes: a stamp with another value is rebuilt
 LAYOUT_VERSION = 1
@@ -318,7 +318,7 @@ def _install_wheels(userland: Userland, glibc: tuple[int, int], log: Log) -> lis
 
 
 LAUNCHER = """#!/bin/sh
-# The arm64 python of this wearface userland (made by wearface.host_tools.emulate; rebuilt with it).
+# The arm64 python of this wearface userland (made by wearface.host_tools.device.emulate; rebuilt with it).
 # QEMU_CPU picks the emulated CPU model (default {default_cpu}); Numba compiles for NUMBA_CPU_NAME
 # (default: the same model), because under qemu llvmlite sees the host's /proc/cpuinfo.
 USERLAND={folder}
@@ -530,7 +530,7 @@ def firmware_command(userland: Userland) -> list[str]:
 def emulated_board(board_file: str | Path, flash_dir: str | Path, *, userland: Userland | None = None,
                    video: str | None = EMULATED_DEFAULT_VIDEO, qemu_cpu: str | None = None, restart: bool = True,
                    log: Log = _log_stderr):
-    """A :class:`~wearface.host_tools.virtual_board.VirtualBoard` whose firmware runs on the board's own
+    """A :class:`~wearface.host_tools.device.virtual_board.VirtualBoard` whose firmware runs on the board's own
     instruction set: the real ``python -m wearface.firmware`` under qemu-aarch64 with the board's CPU model,
     on a fresh pty per boot (``.port`` is the stable path for ``wearface flash/monitor``), ``flash_dir``
     as its flash.  Not started: use it as a context manager or call ``start()``.

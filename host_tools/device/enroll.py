@@ -17,7 +17,7 @@ import numpy as np
 
 from wearface.firmware import protocol as P
 
-from .errors import DataError
+from ..errors import DataError
 from .link import Link
 
 #: photos are shrunk to this longest side before upload (the detector works at <= 640 px anyway)
@@ -71,7 +71,7 @@ def enroll_photos(link: Link, name: str, paths: list[str | Path]) -> EnrollResul
         raise DataError("enroll: give at least one image")
     images = [encode_photo(p) for p in paths]
     size = sum(len(i) for i in images)
-    from .errors import BoardError
+    from ..errors import BoardError
 
     try:
         out = link.request(P.Opcode.ENROLL_IMAGES, {"name": name, "images": images}, timeout_s=30.0,

@@ -8,7 +8,7 @@ independently: dropped with ``drop_p``, doubled with ``dup_p``, one random bit f
 bytes as fast as the CPU does whatever baud it is set to), then write.  :meth:`FaultProxy.cut` makes the host's
 side vanish for a while (an unplugged cable) and come back under the same link.
 
-    python -m wearface.host_tools.fault_proxy BOARD_PORT LINK_PATH --baud 115200 --drop-p 0.001
+    python -m wearface.host_tools.device.fault_proxy BOARD_PORT LINK_PATH --baud 115200 --drop-p 0.001
 """
 from __future__ import annotations
 
@@ -222,7 +222,7 @@ class FaultProxy:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m wearface.host_tools.fault_proxy", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m wearface.host_tools.device.fault_proxy", description=__doc__.split("\n")[0])
     parser.add_argument("upstream", help="the board's port (e.g. FLASHDIR/tty)")
     parser.add_argument("link_path", help="where to put the host-side symlink")
     parser.add_argument("--baud", type=int, default=None, help="pace bytes like an 8N1 line at this rate")

@@ -1,6 +1,6 @@
 """Put a bundle on a board: verify it here, stream it in chunks, resume after a cut, reboot, await the verdict.
 
-One job: the flash procedure over a :class:`~wearface.host_tools.link.Link` (esptool's ``write_flash`` for this
+One job: the flash procedure over a :class:`~wearface.host_tools.device.link.Link` (esptool's ``write_flash`` for this
 board).  Steps, each with its own error (exit codes in docs/PROTOCOL.md):
 
 1. ``INFO``: the board's ``compatible`` family and public keys; the bundle is verified *here* first
@@ -28,7 +28,7 @@ from typing import Callable
 
 from wearface.firmware import protocol as P
 
-from .errors import (BoardError, ConfirmTimeoutError, FlashRejectedError, LinkError, RollbackError)
+from ..errors import (BoardError, ConfirmTimeoutError, FlashRejectedError, LinkError, RollbackError)
 from .link import Link
 
 #: how long a vanished board may stay away mid-upload before the flash gives up
@@ -110,7 +110,7 @@ def verify_locally(data: bytes, info: dict, trusted_keys: list | None = None, na
 
     keys = trusted_keys if trusted_keys is not None else board_public_keys(info)
     if not keys:
-        from .errors import DataError
+        from ..errors import DataError
 
         raise DataError(f"no public key known for board {info.get('board')!r} ({info.get('compatible')!r}): it is "
                         f"not in boards/*.toml and does not report one; pass --key FILE")

@@ -21,7 +21,7 @@ import serial
 
 from wearface.firmware import protocol as P
 
-from .errors import BoardError, LinkError, NoFaceError, SeveralFacesError, UnknownNameError
+from ..errors import BoardError, LinkError, NoFaceError, SeveralFacesError, UnknownNameError
 
 DEFAULT_TIMEOUT_S = 3.0
 DEFAULT_RETRIES = 4

@@ -3,7 +3,7 @@
 One job: turn the board's event stream into lines for a person (``idf.py monitor`` / miniterm for this board),
 and optionally record the debug embeddings.  Pieces, miniterm-style: a :class:`EventFormatter` (event -> line),
 :class:`Recorder` (debug embeddings and decisions -> npz), :class:`Console` (Ctrl-] to quit, restores the
-terminal), :class:`Monitor` (a :class:`~wearface.host_tools.link.Link` that reconnects by itself, wiring them).
+terminal), :class:`Monitor` (a :class:`~wearface.host_tools.device.link.Link` that reconnects by itself, wiring them).
 
 Must not import torch or OpenCV.
 """
@@ -25,7 +25,7 @@ import numpy as np
 
 from wearface.firmware import protocol as P
 
-from .errors import DataError
+from ..errors import DataError
 from .link import Link
 
 EXIT_CHAR = b"\x1d"  # Ctrl-]

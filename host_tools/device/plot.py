@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DataError
+from ..errors import DataError
 
 RECORDING_KEYS = ("t", "track", "embedding", "name", "distance", "threshold")
 

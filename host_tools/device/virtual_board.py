@@ -15,7 +15,7 @@ SIGHUP and SIGINT (:func:`exit_on_signals`).
 
 Run by hand::
 
-    python -m wearface.host_tools.virtual_board --flash /tmp/vflash [--video clip.mp4]
+    python -m wearface.host_tools.device.virtual_board --flash /tmp/vflash [--video clip.mp4]
     wearface monitor /tmp/vflash/tty
 """
 from __future__ import annotations
@@ -32,7 +32,7 @@ from pathlib import Path
 
 from wearface.firmware.board import boards_dir
 
-from .errors import HostToolError
+from ..errors import HostToolError
 
 PORT_LINK_NAME = "tty"
 CONSOLE_LOG_NAME = "console.log"
@@ -202,7 +202,7 @@ def exit_on_signals(signals=(signal.SIGTERM, signal.SIGHUP)) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m wearface.host_tools.virtual_board",
+    parser = argparse.ArgumentParser(prog="python -m wearface.host_tools.device.virtual_board",
                                      description="Run the real firmware on a pty with a folder as flash.")
     parser.add_argument("--flash", required=True, help="folder that plays the board's flash")
     parser.add_argument("--board", default=None, help="board file (default boards/virtual.toml)")

@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .errors import DataError
+from ..errors import DataError
 
 LANDMARK_COLUMNS = (
     "reye_x", "reye_y", "leye_x", "leye_y", "nose_x", "nose_y", "rmouth_x", "rmouth_y", "lmouth_x", "lmouth_y",

@@ -87,7 +87,7 @@ def _print_lfw(res: dict) -> None:
 
 
 def int8_predictor(checkpoint, data_dir, count: int = 128):
-    """The board's path: the checkpoint quantized by ``host_tools.quantize`` (calibrated on
+    """The board's path: the checkpoint quantized by ``host_tools.train.quantize`` (calibrated on
     ``count`` CelebA alignment inputs) and run by ``kernels.runtime.Int8Runtime``."""
     from wearface.kernels.runtime import Int8Runtime
 

@@ -33,7 +33,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from .errors import DataError
+from ..errors import DataError
 
 CROP_SIZE = 112
 #: Mean 5-point pseudo-landmarks on LFW128 (data/lfw/README.md) minus the 8 px border: the target of the

@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 
 from . import data as D
-from .errors import DataError
+from ..errors import DataError
 
 
 def best_threshold(dist: np.ndarray, same: np.ndarray) -> float:

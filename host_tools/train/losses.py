@@ -37,7 +37,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .errors import HostToolError
+from ..errors import HostToolError
 
 WEIGHTINGS = ("uniform", "balanced")
 

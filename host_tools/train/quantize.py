@@ -20,7 +20,7 @@ import numpy as np
 
 from wearface.kernels import nets, qnet as qn
 
-from .errors import QuantizeError
+from ..errors import QuantizeError
 
 CALIBRATION_SOURCE = "wild"
 #: window jitter of the alignment net's calibration crops, uniform within the broad ranges the net is
@@ -41,7 +41,7 @@ class FloatNet:
 
 def load_float_net(path: str | Path) -> FloatNet:
     """Read a training checkpoint (``config.net``, ``model`` state dict) and fold it to float weights."""
-    from .errors import DataError
+    from ..errors import DataError
     from .evaluate import load_checkpoint_model
     from .torch_nets import export_float_weights
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import HostToolError
+from ..errors import HostToolError
 
 
 def _groups(labels: np.ndarray) -> dict[int, np.ndarray]:

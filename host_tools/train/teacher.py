@@ -30,7 +30,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from .errors import DataError, HostToolError
+from ..errors import DataError, HostToolError
 
 CACHE_VERSION = 1
 DESCRIPTOR_DIM = 128

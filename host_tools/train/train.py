@@ -13,7 +13,7 @@ One job: the training loop.  Data from the shared data folder or a pack (``data.
 Distributed: under ``torchrun --nproc_per_node N`` (gloo on CPU, nccl on CUDA) each process embeds 1/N of
 the global batch of ``batch`` images, the loss all-gathers the embeddings (``losses.GlobalBatchLoss``) so every
 step uses the global batch's pairs, and DistributedDataParallel averages the gradients: the update equals the
-single-process one (``tests/training/test_distributed.py``).  BatchNorm: SyncBatchNorm on CUDA; per-process
+single-process one (``tests/host_tools/train/test_distributed.py``).  BatchNorm: SyncBatchNorm on CUDA; per-process
 batch statistics on CPU (PyTorch's SyncBatchNorm is CUDA-only).  Rank 0 evaluates and writes all files.
 
 LFW dev accuracy: the View 1 test pairs (``pairsDevTest.txt``, 500 + 500), 10-fold as in ``evaluate`` (pairs
@@ -37,7 +37,7 @@ from wearface.kernels import nets
 from . import data as D
 from . import evaluate as E
 from . import teacher as T
-from .errors import HostToolError
+from ..errors import HostToolError
 from .losses import DistillationLoss, GlobalBatchLoss, MultibatchLoss, build_loss
 from .heldout import verification
 from .samplers import MixedBatchSampler, PairBatchSampler, PKBatchSampler, UniformBatchSampler

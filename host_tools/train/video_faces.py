@@ -11,7 +11,7 @@ from typing import Callable
 
 import numpy as np
 
-from .errors import DataError
+from ..errors import DataError
 
 
 def video_face_crops(video: str | Path, bundle_path: str | Path, stride: int = 3, board_path: str | Path | None = None,

@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 
 import pytest
 
-from wearface.host_tools import emulate
+from wearface.host_tools.device import emulate
 
 #: (qemu CPU model, has the ARMv8.2 dot product): the Cortex-A53 board and the A55-class (dotprod) board
 EMULATED_CPUS = (("cortex-a53", False), ("cortex-a76", True))

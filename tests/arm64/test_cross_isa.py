@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from wearface.firmware import scene
-from wearface.host_tools import bundle_build
+from wearface.host_tools.bundle import bundle_build
 from wearface.kernels import nets
 from wearface.kernels.runtime import BACKENDS
 

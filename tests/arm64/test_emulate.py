@@ -1,4 +1,4 @@
-"""host_tools/emulate.py and ``wearface board``: the userland's recipe and launcher, its errors, re-entry of
+"""host_tools/device/emulate.py and ``wearface board``: the userland's recipe and launcher, its errors, re-entry of
 subprocess children into qemu, and the ``board emulate`` verb serving a real pty."""
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ from hypothesis import given, strategies as st
 
 from wearface.firmware import protocol as P
 from wearface.firmware.board import load_board
-from wearface.host_tools import emulate
+from wearface.host_tools.device import emulate
 from wearface.host_tools.cli import main as cli_main
 from wearface.host_tools.errors import NotAarch64BoardError, QemuMissingError, UserlandBuildError
-from wearface.host_tools.link import Link
+from wearface.host_tools.device.link import Link
 
 from .conftest import REPO
 

@@ -15,12 +15,12 @@ import pytest
 
 from wearface.firmware import protocol as P
 from wearface.firmware import scene
-from wearface.host_tools import emulate
-from wearface.host_tools.bundle_build import build_test_bundle
-from wearface.host_tools.enroll import enroll_photos
-from wearface.host_tools.flash import flash
-from wearface.host_tools.link import Link
-from wearface.host_tools.virtual_board import VirtualBoard
+from wearface.host_tools.device import emulate
+from wearface.host_tools.bundle.bundle_build import build_test_bundle
+from wearface.host_tools.device.enroll import enroll_photos
+from wearface.host_tools.device.flash import flash
+from wearface.host_tools.device.link import Link
+from wearface.host_tools.device.virtual_board import VirtualBoard
 
 from .conftest import EMULATED_CPUS, REPO
 

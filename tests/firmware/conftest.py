@@ -37,7 +37,7 @@ def make_board(tmp_path, **sections):
 @functools.lru_cache(maxsize=None)
 def signed_bundle(seed: int = 0, rollback_counter: int = 0, model_version: str | None = None, **kw) -> bytes:
     """A signed bundle of random nets (cached per arguments; building one takes ~0.3 s)."""
-    from wearface.host_tools.bundle_build import build_test_bundle
+    from wearface.host_tools.bundle.bundle_build import build_test_bundle
 
     return build_test_bundle(seed=seed, rollback_counter=rollback_counter,
                              model_version=model_version or f"test-{seed}-r{rollback_counter}", **kw)

@@ -150,7 +150,7 @@ def test_any_array_is_detected_or_refused_cleanly(arr):
 def test_lfw_faces_land_near_the_landmark_template(shared_data):
     """On a few LFW128 images pasted into grey frames, the box window puts the 5 pseudo-landmarks
     within a few canonical pixels of the template (the measured constants are sane)."""
-    from wearface.host_tools.align_data import ImageZip, read_index
+    from wearface.host_tools.train.align_data import ImageZip, read_index
 
     items = [it for it in read_index(shared_data, "lfw")[:400:40] if it.landmarks is not None]
     zf = ImageZip(shared_data, "lfw")

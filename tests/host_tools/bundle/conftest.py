@@ -6,7 +6,7 @@ import json
 import pytest
 
 from wearface.firmware import bundle as fmt
-from wearface.host_tools import bundle_build, keys
+from wearface.host_tools.bundle import bundle_build, keys
 
 BOARD = "wearface-virtual"
 

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from wearface.firmware import bundle as fmt
 from wearface.firmware.errors import BundleError, BundleReason
-from wearface.host_tools import bundle_build, keys
+from wearface.host_tools.bundle import bundle_build, keys
 from wearface.kernels import nets, qnet as qn
 
 from .conftest import BOARD, rewrite_manifest

@@ -7,7 +7,7 @@ from wearface.firmware.board import load_board
 from wearface.firmware.bundle import verify_bundle
 from wearface.kernels import nets
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def test_default_bundle_boots_on_the_virtual_board():

@@ -12,7 +12,7 @@ pytestmark = pytest.mark.needs_data
 
 @pytest.fixture(scope="module")
 def align_checkpoint(tmp_path_factory):
-    from wearface.host_tools.torch_nets import build_torch_net
+    from wearface.host_tools.train.torch_nets import build_torch_net
 
     torch.manual_seed(0)
     model = build_torch_net(nets.ALIGN_NET).eval()
@@ -22,7 +22,7 @@ def align_checkpoint(tmp_path_factory):
 
 
 def test_calibration_crops_have_each_nets_input_shape(shared_data):
-    from wearface.host_tools import quantize as Q
+    from wearface.host_tools.train import quantize as Q
 
     for spec in (nets.ALIGN_NET, nets.MODEL_A):
         images = Q.calibration_images(shared_data, spec, 2, seed=1)
@@ -30,7 +30,7 @@ def test_calibration_crops_have_each_nets_input_shape(shared_data):
 
 
 def test_drift_report_has_a_row_per_layer_and_stays_close(shared_data, align_checkpoint, tmp_path):
-    from wearface.host_tools import quantize as Q
+    from wearface.host_tools.train import quantize as Q
 
     qnet, fnet = Q.quantize_checkpoint(align_checkpoint, shared_data, count=8)
     rows = Q.layer_drift(fnet, qnet, Q.calibration_images(shared_data, fnet.spec, 2, offset=8))
@@ -51,7 +51,7 @@ def test_quantize_verb_writes_table_and_png(shared_data, align_checkpoint, tmp_p
 
 def test_bundle_build_from_a_checkpoint_records_provenance(shared_data, align_checkpoint, tmp_path, capsys):
     from wearface.firmware.bundle import read_bundle
-    from wearface.host_tools.keys import DEV_PRIVATE_KEY
+    from wearface.host_tools.bundle.keys import DEV_PRIVATE_KEY
 
     out = tmp_path / "c.wfb"
     code = cli.main(["bundle", "build", "-o", str(out), "--align", str(align_checkpoint), "--embed", "random",

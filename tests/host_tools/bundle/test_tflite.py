@@ -12,7 +12,7 @@ import importlib.util
 import numpy as np
 import pytest
 
-from wearface.host_tools import bundle_build, tflite_export as T
+from wearface.host_tools.bundle import bundle_build, tflite_export as T
 from wearface.kernels import nets, ptq, reference
 from wearface.kernels.runtime import Int8Runtime
 

@@ -19,7 +19,7 @@ class FakeApp:
         self.reboots = 0
 
     def info(self):
-        from wearface.host_tools.keys import DEV_PUBLIC_KEY, load_public_key
+        from wearface.host_tools.bundle.keys import DEV_PUBLIC_KEY, load_public_key
 
         import base64
 
@@ -64,8 +64,9 @@ class FakeApp:
             raise ReasonError("unknown_name", f"no person named {name!r}")
         return self.gallery.pop(name)
 
-    def set_debug_embeddings(self, on, reason="request"):
+    def set_debug_embeddings(self, on, reason="request", explain=False):
         self.debug = on
+        self.debug_explain = on and explain
         self.debug_reason = reason
 
     def stats(self):

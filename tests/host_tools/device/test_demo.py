@@ -8,7 +8,7 @@ import pytest
 
 @pytest.mark.slow
 def test_demo_flashes_enrols_recognises_and_forgets(tmp_path):
-    from wearface.host_tools.demo import run_demo
+    from wearface.host_tools.device.demo import run_demo
 
     out = io.StringIO()
     assert run_demo(flash_dir=str(tmp_path), progress=False, out=out, plot=str(tmp_path / "demo.png")) == 0

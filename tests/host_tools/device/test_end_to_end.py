@@ -11,18 +11,18 @@ import pytest
 
 from wearface.firmware import protocol as P
 from wearface.firmware.errors import BundleError
-from wearface.host_tools.enroll import enroll_photos
+from wearface.host_tools.device.enroll import enroll_photos
 from wearface.host_tools.errors import LinkError, NoFaceError, SeveralFacesError, UnknownNameError
-from wearface.host_tools.fault_proxy import FaultProxy
-from wearface.host_tools.flash import flash, upload
-from wearface.host_tools.link import Link
-from wearface.host_tools.monitor import Monitor
-from wearface.host_tools.virtual_board import VirtualBoard
+from wearface.host_tools.device.fault_proxy import FaultProxy
+from wearface.host_tools.device.flash import flash, upload
+from wearface.host_tools.device.link import Link
+from wearface.host_tools.device.monitor import Monitor
+from wearface.host_tools.device.virtual_board import VirtualBoard
 
 
 @pytest.fixture(scope="module")
 def bundles():
-    from wearface.host_tools.bundle_build import build_test_bundle
+    from wearface.host_tools.bundle.bundle_build import build_test_bundle
 
     return [build_test_bundle(seed=s, model_version=f"test-{s}") for s in (0, 1)]
 

@@ -10,17 +10,17 @@ import pytest
 
 from wearface.firmware import protocol as P
 from wearface.host_tools.errors import LinkError
-from wearface.host_tools.fault_proxy import FaultProxy
-from wearface.host_tools.flash import flash, upload
-from wearface.host_tools.link import Link
-from wearface.host_tools.virtual_board import VirtualBoard
+from wearface.host_tools.device.fault_proxy import FaultProxy
+from wearface.host_tools.device.flash import flash, upload
+from wearface.host_tools.device.link import Link
+from wearface.host_tools.device.virtual_board import VirtualBoard
 
 FAKE_FIRMWARE = [sys.executable, str(Path(__file__).with_name("fake_firmware.py"))]
 
 
 @pytest.fixture(scope="module")
 def bundle_bytes():
-    from wearface.host_tools.bundle_build import build_test_bundle
+    from wearface.host_tools.bundle.bundle_build import build_test_bundle
 
     return build_test_bundle(seed=3)
 

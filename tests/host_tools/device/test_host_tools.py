@@ -10,10 +10,10 @@ import pytest
 from wearface.firmware import protocol as P
 from wearface.host_tools import cli
 from wearface.host_tools.errors import LinkError
-from wearface.host_tools.link import Link
-from wearface.host_tools.monitor import EventFilter, EventFormatter, Recorder
-from wearface.host_tools.plot import load_recording, pca_2d, plot_recording
-from wearface.host_tools.virtual_board import VirtualBoard
+from wearface.host_tools.device.link import Link
+from wearface.host_tools.device.monitor import EventFilter, EventFormatter, Recorder
+from wearface.host_tools.device.plot import load_recording, pca_2d, plot_recording
+from wearface.host_tools.device.virtual_board import VirtualBoard
 
 FAKE_FIRMWARE = [sys.executable, str(Path(__file__).with_name("fake_firmware.py"))]
 
@@ -71,7 +71,7 @@ def fake_board(tmp_path):
 
 
 def test_cli_exit_codes(fake_board, tmp_path, capsys):
-    from wearface.host_tools.bundle_build import build_test_bundle
+    from wearface.host_tools.bundle.bundle_build import build_test_bundle
 
     port = str(fake_board.port)
     unsigned = tmp_path / "unsigned.wfb"
@@ -117,7 +117,7 @@ def _info(active, pending, confirmed, trial, state="running", bad=None):
 
 
 def test_verdict_confirmed_rollback_and_timeout(monkeypatch):
-    from wearface.host_tools import flash as F
+    from wearface.host_tools.device import flash as F
     from wearface.host_tools.errors import ConfirmTimeoutError, RollbackError
 
     monkeypatch.setattr(F, "INFO_POLL_S", 0.0)

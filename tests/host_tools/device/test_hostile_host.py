@@ -16,14 +16,14 @@ import serial
 
 from wearface.firmware import protocol as P
 from wearface.host_tools.errors import BoardError
-from wearface.host_tools.flash import flash
-from wearface.host_tools.link import Link
-from wearface.host_tools.virtual_board import VirtualBoard
+from wearface.host_tools.device.flash import flash
+from wearface.host_tools.device.link import Link
+from wearface.host_tools.device.virtual_board import VirtualBoard
 
 
 @pytest.fixture(scope="module")
 def board(tmp_path_factory):
-    from wearface.host_tools.bundle_build import build_test_bundle
+    from wearface.host_tools.bundle.bundle_build import build_test_bundle
 
     with VirtualBoard(tmp_path_factory.mktemp("hostile") / "flash") as vb:
         with Link(str(vb.port), open_timeout_s=10) as link:

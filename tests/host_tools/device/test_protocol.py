@@ -141,12 +141,12 @@ def test_payload_parser_rejects_bad_references_cleanly(tree, blob):
                               max_size=3))), max_size=8))
 def test_host_reader_takes_any_bytes(pieces):
     """The host side's reader (decoder + dispatch to waiting requests and event consumers) never raises."""
-    from wearface.host_tools.link import Link
+    from wearface.host_tools.device.link import Link
 
     seen = []
     link = Link("loop://", on_event=seen.append, on_raw=lambda b: None)
     pending = link._next_seq()
-    from wearface.host_tools.link import _Pending
+    from wearface.host_tools.device.link import _Pending
 
     link._pending[pending] = _Pending(pending)
     decoder = P.FrameDecoder(max_body_bytes=4096)

@@ -1,4 +1,4 @@
-"""firmware/server.py against the fake app, over a real pty, spoken to by host_tools/link.py."""
+"""firmware/server.py against the fake app, over a real pty, spoken to by host_tools/device/link.py."""
 from __future__ import annotations
 
 import hashlib
@@ -13,7 +13,7 @@ import serial
 from wearface.firmware import protocol as P
 from wearface.firmware.server import FdPort, Server
 from wearface.host_tools.errors import BoardError, NoFaceError, UnknownNameError
-from wearface.host_tools.link import Link
+from wearface.host_tools.device.link import Link
 
 from .fake_app import FakeApp
 

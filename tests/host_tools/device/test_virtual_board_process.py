@@ -1,4 +1,4 @@
-"""``python -m wearface.host_tools.virtual_board`` never leaves its firmware behind: SIGTERM, SIGINT and SIGHUP stop
+"""``python -m wearface.host_tools.device.virtual_board`` never leaves its firmware behind: SIGTERM, SIGINT and SIGHUP stop
 the board, and when the supervisor is killed outright (SIGKILL) the firmware sees its parent pipe close and exits."""
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def wait_for(predicate, what: str) -> None:
                          ids=lambda s: signal.Signals(s).name)
 def test_the_firmware_stops_with_the_virtual_board(tmp_path, signum):
     flash_dir = tmp_path / "flash"
-    supervisor = subprocess.Popen([sys.executable, "-m", "wearface.host_tools.virtual_board", "--flash",
+    supervisor = subprocess.Popen([sys.executable, "-m", "wearface.host_tools.device.virtual_board", "--flash",
                                    str(flash_dir)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                   start_new_session=True)
     firmware: list[int] = []

@@ -9,13 +9,13 @@ import pytest
 
 from wearface.firmware import align, detect
 
-CHECKPOINT = Path(__file__).resolve().parents[2] / "models" / "checkpoints" / "align.pt"
+CHECKPOINT = Path(__file__).resolve().parents[3] / "models" / "checkpoints" / "align.pt"
 
 
 @pytest.fixture(scope="module")
 def model():
     torch = pytest.importorskip("torch")
-    from wearface.host_tools.train_align import load_align_model
+    from wearface.host_tools.train.train_align import load_align_model
 
     if not CHECKPOINT.is_file():
         pytest.skip(f"no committed checkpoint at {CHECKPOINT}")
@@ -28,7 +28,7 @@ def model():
 def roll_estimate(model, img, roll_deg):
     """(first correction's angle, the window's angle after two corrections), degrees, for the
     portrait rolled by ``roll_deg`` (clockwise on screen)."""
-    from wearface.host_tools.train_align import predict
+    from wearface.host_tools.train.train_align import predict
 
     # cv2's angle is counter-clockwise on screen; ours is clockwise, hence the minus sign.
     rot = cv2.getRotationMatrix2D((265.0, 215.0), -roll_deg, 1.0)

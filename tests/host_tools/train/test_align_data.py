@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wearface.host_tools import align_data
+from wearface.host_tools.train import align_data
 from wearface.host_tools.errors import DataError
 
 HEADER = "path,identity," + ",".join(align_data.LANDMARK_COLUMNS)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from wearface.firmware import align as geom
-from wearface.host_tools import train_align as T
+from wearface.host_tools.train import train_align as T
 
 
 def cartoon_face(window, size=224, seed=0):

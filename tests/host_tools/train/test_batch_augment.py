@@ -6,8 +6,8 @@ import dataclasses
 import numpy as np
 import torch
 
-from wearface.host_tools.batch_augment import GEOMETRY_ONLY, HARD, BatchAugment, Damage, hard_copy
-from wearface.host_tools.torch_nets import to_input
+from wearface.host_tools.train.batch_augment import GEOMETRY_ONLY, HARD, BatchAugment, Damage, hard_copy
+from wearface.host_tools.train.torch_nets import to_input
 
 
 def _faces(n=16, seed=0) -> torch.Tensor:

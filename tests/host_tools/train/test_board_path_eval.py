@@ -4,10 +4,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from wearface.host_tools import data as D
-from wearface.host_tools.board_path_eval import evaluate_bundle_board_path, subset_pairs
+from wearface.host_tools.train import data as D
+from wearface.host_tools.train.board_path_eval import evaluate_bundle_board_path, subset_pairs
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def test_subset_keeps_every_fold_and_both_halves():

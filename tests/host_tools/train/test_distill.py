@@ -10,12 +10,12 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from wearface.host_tools import data as D
-from wearface.host_tools import teacher as T
+from wearface.host_tools.train import data as D
+from wearface.host_tools.train import teacher as T
 from wearface.host_tools.errors import DataError, HostToolError
-from wearface.host_tools.losses import DistillationLoss
-from wearface.host_tools.samplers import MixedBatchSampler, PKBatchSampler
-from wearface.host_tools.train import TrainConfig, Trainer
+from wearface.host_tools.train.losses import DistillationLoss
+from wearface.host_tools.train.samplers import MixedBatchSampler, PKBatchSampler
+from wearface.host_tools.train.train import TrainConfig, Trainer
 
 from .test_train_smoke import _pack, _synthetic_records, adam_steps
 
@@ -216,7 +216,7 @@ def test_distillation_alone_moves_the_student_toward_the_teacher_geometry(tmp_pa
     imgs, ids = _synthetic_records(6, 4)
     teacher = _FakeTeacher()
     t = _unit(torch.as_tensor(np.stack([teacher(im) for im in imgs])))
-    from wearface.host_tools.torch_nets import build_torch_net, to_input
+    from wearface.host_tools.train.torch_nets import build_torch_net, to_input
 
     losses = adam_steps(build_torch_net("A"), DistillationLoss(2.0, 0.0), to_input(np.stack(imgs)), t, 6)
     assert losses[-1] < losses[0]
@@ -230,7 +230,7 @@ def test_video_faces_without_a_teacher_are_refused(tmp_path):
 
 
 def test_uniform_batches_are_full_distinct_and_cover_every_image():
-    from wearface.host_tools.samplers import UniformBatchSampler
+    from wearface.host_tools.train.samplers import UniformBatchSampler
 
     s = UniformBatchSampler(10, 4, n_batches=10, seed=0)
     s.set_epoch(2)
@@ -245,7 +245,7 @@ def test_uniform_batches_are_full_distinct_and_cover_every_image():
 def test_ablation_rows_differ_only_where_they_say():
     import argparse
 
-    from wearface.host_tools.experiments import distill_ablation as A
+    from experiments import distill_ablation as A
 
     args = argparse.Namespace(net="A", data="d", out="o", device="cpu", images=1000, batch=128, theta=5.0,
                               distance_scale=4.0, lr=2e-3, seed=0, workers=1, threads=2, eval_every=0, teacher="t.npz",

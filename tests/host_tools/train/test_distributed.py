@@ -8,8 +8,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from wearface.host_tools.losses import GlobalBatchLoss, MultibatchLoss
-from wearface.host_tools.torch_nets import build_torch_net
+from wearface.host_tools.train.losses import GlobalBatchLoss, MultibatchLoss
+from wearface.host_tools.train.torch_nets import build_torch_net
 
 WORLD = 2
 

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from wearface.host_tools.cli import main
-from wearface.host_tools.torch_nets import build_torch_net
-from wearface.host_tools.train import TrainConfig
+from wearface.host_tools.train.torch_nets import build_torch_net
+from wearface.host_tools.train.train import TrainConfig
 
 
 @pytest.mark.needs_data

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from wearface.host_tools.evaluate import best_threshold, kfold_accuracy, roc, tar_at_far
+from wearface.host_tools.train.evaluate import best_threshold, kfold_accuracy, roc, tar_at_far
 
 
 def test_best_threshold_separates_separable_distances():

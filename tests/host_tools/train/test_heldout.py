@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from wearface.host_tools.errors import DataError
-from wearface.host_tools.heldout import choose_theta, open_set, threshold_at_far, tune_report_split, verification
+from wearface.host_tools.train.heldout import choose_theta, open_set, threshold_at_far, tune_report_split, verification
 
 
 def _clusters(n_ids=60, per_id=5, spread=0.05, seed=0):

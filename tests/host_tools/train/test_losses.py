@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from wearface.host_tools.losses import MultibatchLoss, PairsLoss, hinge, pair_distances
+from wearface.host_tools.train.losses import MultibatchLoss, PairsLoss, hinge, pair_distances
 
 
 def _circle(angles_deg):

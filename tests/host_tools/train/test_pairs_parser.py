@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from wearface.host_tools.data import DataError, Pair, parse_pairs
+from wearface.host_tools.train.data import DataError, Pair, parse_pairs
 
 NAMES = st.text(alphabet="ABCxyz_-.'", min_size=1, max_size=12)
 
@@ -63,7 +63,7 @@ def test_malformed_lines_name_the_line(text, where):
 
 
 def test_real_pairs_files(shared_data):
-    from wearface.host_tools.data import read_pairs
+    from wearface.host_tools.train.data import read_pairs
 
     v2 = read_pairs(shared_data / "lfw" / "pairs.txt")
     assert (v2.n_folds, v2.n_per_half, len(v2.pairs)) == (10, 300, 6000)

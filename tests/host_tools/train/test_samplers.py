@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from wearface.host_tools.errors import HostToolError
-from wearface.host_tools.samplers import PairBatchSampler, PKBatchSampler
+from wearface.host_tools.train.samplers import PairBatchSampler, PKBatchSampler
 
 
 @settings(max_examples=40, deadline=None)

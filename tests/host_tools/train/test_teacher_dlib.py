@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from wearface.host_tools import data as D
-from wearface.host_tools import teacher as T
+from wearface.host_tools.train import data as D
+from wearface.host_tools.train import teacher as T
 
 
 @pytest.fixture(scope="module")

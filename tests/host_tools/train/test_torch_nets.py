@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from wearface.host_tools.torch_nets import build_torch_net, export_float_weights, numpy_forward, to_input
+from wearface.host_tools.train.torch_nets import build_torch_net, export_float_weights, numpy_forward, to_input
 from wearface.kernels import nets
 
 

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from wearface.host_tools import data as D
-from wearface.host_tools.losses import MultibatchLoss
-from wearface.host_tools.torch_nets import build_torch_net, to_input
-from wearface.host_tools.train import TrainConfig, Trainer
+from wearface.host_tools.train import data as D
+from wearface.host_tools.train.losses import MultibatchLoss
+from wearface.host_tools.train.torch_nets import build_torch_net, to_input
+from wearface.host_tools.train.train import TrainConfig, Trainer
 
 
 def _synthetic_records(n_ids=8, per_id=4, seed=0):
