@@ -1,4 +1,5 @@
-"""The house's arrows (docs/ARCHITECTURE.md): host_tools -> firmware -> kernels, never back; no torch on the board.
+"""The house's arrows (docs/ARCHITECTURE.md): host_tools -> firmware -> kernels, never back; no torch on the board;
+in host_tools, torch only in the train wing.
 
 Each package is imported in a fresh interpreter and what it pulled in is read from ``sys.modules``."""
 from __future__ import annotations
@@ -13,6 +14,10 @@ import pytest
 FORBIDDEN = {
     "wearface.kernels": ("torch", "cv2", "serial", "wearface.firmware", "wearface.host_tools"),
     "wearface.firmware": ("torch", "wearface.host_tools"),
+    # the host's wings: torch lives in train/ only; commands/ sits on top of the wings, never under one
+    "wearface.host_tools.bundle": ("torch", "wearface.host_tools.train", "wearface.host_tools.device",
+                                   "wearface.host_tools.commands"),
+    "wearface.host_tools.device": ("torch", "wearface.host_tools.train", "wearface.host_tools.commands"),
 }
 
 
