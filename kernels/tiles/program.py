@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import nets
 from ..errors import KernelError
 from ..qnet import QAffine, QConv, QFlatten, QMaxPool
 

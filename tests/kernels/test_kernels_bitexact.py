@@ -6,7 +6,8 @@ sizes, run through both runtime backends and every tile path this CPU has.
 """
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, assume, given, settings, strategies as st
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
 from wearface.kernels import nets, reference, runtime, tiles
 from wearface.kernels.qnet import QuantizedNet
