@@ -126,14 +126,8 @@ def per_step_table(rt, image, runs: int) -> list:
     macs = {r.layer.name: r.macs for r in nets.iter_counts(rt.spec)}
     rows = []
     for names, fn in rt.steps_for(image, fuse_blocks=False):
-        for _ in range(5):
-            fn()
-        s = []
-        for _ in range(runs):
-            t0 = time.perf_counter()
-            fn()
-            s.append(time.perf_counter() - t0)
-        rows.append(("+".join(names), sum(macs[n] for n in names), median_ms(s)))
+        median, _ = time_interleaved({"step": fn}, runs, 5)["step"]
+        rows.append(("+".join(names), sum(macs[n] for n in names), median))
     return rows
 
 
