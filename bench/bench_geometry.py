@@ -73,10 +73,12 @@ def float_weights(checkpoint: str | None) -> tuple[dict, str]:
         layer = row.layer
         if isinstance(layer, nets.Conv):
             fan_in = layer.kernel * layer.kernel * row.in_shape[2]
-            weights[layer.name] = (rng.normal(0, (2 / fan_in) ** 0.5, (layer.out_channels, layer.kernel, layer.kernel, row.in_shape[2])).astype(np.float32),
+            weights[layer.name] = (rng.normal(0, (2 / fan_in) ** 0.5, (layer.out_channels, layer.kernel, layer.kernel,
+                                                                       row.in_shape[2])).astype(np.float32),
                                    np.zeros(layer.out_channels, np.float32))
         elif isinstance(layer, nets.Affine):
-            weights[layer.name] = (rng.normal(0, (2 / row.in_shape[0]) ** 0.5, (layer.out_features, row.in_shape[0])).astype(np.float32),
+            weights[layer.name] = (rng.normal(0, (2 / row.in_shape[0]) ** 0.5, (layer.out_features,
+                                                                                row.in_shape[0])).astype(np.float32),
                                    np.zeros(layer.out_features, np.float32))
     return weights, "random weights"
 

@@ -33,7 +33,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from wearface.firmware import golden
     from wearface.firmware.bundle import read_bundle
-    from wearface.kernels import nets, qnet as qn, reference
+    from wearface.kernels import nets, reference
+    from wearface.kernels import qnet as qn
 
     bundle = read_bundle(Path(args.bundle).read_bytes())
     rng = np.random.default_rng(args.seed)

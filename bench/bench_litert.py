@@ -31,7 +31,8 @@ def median_ms(fn, repeats: int, warmup: int = 5) -> float:
 
 
 def main(argv=None) -> int:
-    from wearface.host_tools.bundle import bundle_build, tflite_export as T
+    from wearface.host_tools.bundle import bundle_build
+    from wearface.host_tools.bundle import tflite_export as T
     from wearface.kernels import nets, ptq
     from wearface.kernels.runtime import Int8Runtime
 
@@ -48,7 +49,8 @@ def main(argv=None) -> int:
         qnets = {"align": bundle_build.random_qnet(nets.ALIGN_NET, 0), "embed": bundle_build.random_qnet(nets.MODEL_A, 1)}
     from wearface.kernels.runtime import DEFAULT_BACKEND
 
-    print(f"| net | MACs | ours (Int8Runtime, {DEFAULT_BACKEND}) ms | LiteRT builtin ms | LiteRT XNNPACK ms | max diff vs ours (builtin / XNNPACK) |")
+    print(f"| net | MACs | ours (Int8Runtime, {DEFAULT_BACKEND}) ms | LiteRT builtin ms | LiteRT XNNPACK ms | max diff vs "
+          "ours (builtin / XNNPACK) |")
     print("|---|---|---|---|---|---|")
     for role, qnet in qnets.items():
         image = ptq.random_images(qnet.spec.input_shape, 1, 0)[0]

@@ -28,13 +28,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import platform
+import re
 import time
 from pathlib import Path
 
-from wearface.host_tools.train.train import TrainConfig, Trainer
 from experiments.pairs_vs_multibatch import plot, read_history
+from wearface.host_tools.train.train import TrainConfig, Trainer
 
 ROWS = {
     "pairs": dict(loss="pairs", weighting="balanced"),
@@ -59,7 +59,8 @@ def row_config(name: str, args) -> TrainConfig:
     return TrainConfig(
         net=args.net, data=args.data, out=str(row_dir(Path(args.out), name)), device=args.device, images=args.images,
         batch=args.batch, loss=spec["loss"], weighting=spec["weighting"], theta=spec.get("theta", args.theta),
-        distance_scale=spec.get("distance_scale", args.distance_scale), lr=args.lr, seed=args.seed, workers=args.workers, threads=args.threads,
+        distance_scale=spec.get("distance_scale", args.distance_scale), lr=args.lr, seed=args.seed, workers=args.workers,
+        threads=args.threads,
         eval_every_steps=args.eval_every, ckpt_every=200,
         teacher=args.teacher if spec.get("teacher") else "", hinge_weight=spec.get("hinge_weight", 1.0),
         all_faces=every, extra_per_batch=args.extra_per_batch if every else 0,
@@ -82,7 +83,7 @@ def view2(checkpoint: Path, data: str) -> dict:
 
 
 def table(results: dict, args) -> str:
-    lines = [f"| row | LFW View 2 float | int8 (board kernels) | LFW dev (View 1) | images seen | train wall | machine |",
+    lines = ["| row | LFW View 2 float | int8 (board kernels) | LFW dev (View 1) | images seen | train wall | machine |",
              "|---|---|---|---|---|---|---|"]
     for name, r in results.items():
         lines.append(f"| {name} | {100 * r['float'][0]:.2f}% ± {100 * r['float'][1]:.2f} | {100 * r['int8'][0]:.2f}% ± "

@@ -163,7 +163,8 @@ def main(argv=None) -> int:
         results[label] = {str(k): v for k, v in res.items()}
         print(label, {k: v for k, v in res.items() if not isinstance(k, int)})
         for k in KS:
-            print(f"  k={k:4d} pairs {res[k]['pairs']:.3e}  multibatch {res[k]['multibatch']:.3e}  ratio {res[k]['pairs'] / res[k]['multibatch']:.1f}")
+            print(f"  k={k:4d} pairs {res[k]['pairs']:.3e}  multibatch {res[k]['multibatch']:.3e}  ratio "
+                  f"{res[k]['pairs'] / res[k]['multibatch']:.1f}")
     (out / "grad_variance.json").write_text(json.dumps(results, indent=1))
     plot(results, out / "grad_variance.png")
     return 0

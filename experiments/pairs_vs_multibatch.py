@@ -40,7 +40,8 @@ def plot(histories: dict, path: Path, title: str) -> None:
         axes[0].plot(x, [r.get("train_fixed_loss", r["train_loss"]) for r in rows], "o-", label=name)
         axes[1].plot(x, [r["val_loss"] for r in rows], "o-", label=name)
         axes[2].plot(x, [100 * r["lfw_dev_acc"] for r in rows], "o-", label=name)
-    for ax, t in zip(axes, ("train loss (fixed train batches, or running)", "test loss (held-out identities)", "LFW View 1 dev accuracy %")):
+    for ax, t in zip(axes, ("train loss (fixed train batches, or running)", "test loss (held-out identities)",
+                            "LFW View 1 dev accuracy %")):
         ax.set_title(t, fontsize=9)
         ax.set_xlabel("images seen")
         ax.grid(True, alpha=0.3)

@@ -4,7 +4,8 @@
 
 Builds the ``BoardApp`` (boot: slot choice, model, camera, loop) and serves the host on the serial port
 until SIGTERM/SIGINT/SIGHUP, or, with ``--parent-pipe N``, until the supervisor holding that pipe's write end
-dies (``lifeline.py``: the virtual board passes it, so its firmware never outlives it).  ``--port`` defaults to the board's ``serial.device``; a board whose device is
+dies (``lifeline.py``: the virtual board passes it, so its firmware never outlives it).  ``--port`` defaults to the board's
+``serial.device``; a board whose device is
 ``"pty"`` (the virtual board) opens a pseudo-terminal and prints its name.  A bad board file or an
 unusable port ends the process with one line on stderr and exit status 2 (systemd then retries).
 """

@@ -11,10 +11,11 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
+
+import tomllib
 
 from .errors import BoardFileError
 from .images import DEFAULT_MAX_IMAGE_PIXELS

@@ -54,7 +54,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from wearface.kernels import nets, qnet as qn, validate
+from wearface.kernels import nets, validate
+from wearface.kernels import qnet as qn
 from wearface.kernels.errors import KernelError
 
 from .errors import BundleError, BundleReason

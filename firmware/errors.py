@@ -3,6 +3,7 @@
 The firmware answers bad input with a protocol status and keeps running; these exceptions are
 raised inside it and by the shared parsers (board files, bundles, protocol frames).
 """
+from enum import IntEnum as _IntEnum
 
 
 class FirmwareError(Exception):
@@ -10,7 +11,6 @@ class FirmwareError(Exception):
 
 
 # --- model bundles (firmware/bundle.py) -------------------------------------------------------
-from enum import IntEnum as _IntEnum
 
 
 class BundleReason(_IntEnum):

@@ -20,7 +20,7 @@ import math
 import numpy as np
 
 from . import align as geo
-from .detect import DetectorSettings, FaceDetector, FaceBox, face_window
+from .detect import DetectorSettings, FaceBox, FaceDetector, face_window
 
 
 def frame_downscale(config, frame_shape) -> float:

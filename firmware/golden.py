@@ -32,7 +32,8 @@ import hashlib
 
 import numpy as np
 
-from wearface.kernels import nets, qnet as qn, reference
+from wearface.kernels import nets, reference
+from wearface.kernels import qnet as qn
 
 from .errors import BundleError, BundleReason
 

@@ -24,7 +24,8 @@ import numpy as np
 
 from wearface.firmware import bundle as fmt
 from wearface.firmware.golden import layer_golden
-from wearface.kernels import nets, qnet as qn
+from wearface.kernels import nets
+from wearface.kernels import qnet as qn
 
 from ..errors import BundleBuildError
 from . import keys as keylib

@@ -30,7 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from wearface.kernels import nets, qnet as qn
+from wearface.kernels import nets
+from wearface.kernels import qnet as qn
 from wearface.kernels.quant import quantize_multiplier
 
 from ..errors import QuantizeError

@@ -143,8 +143,8 @@ def _git_commit() -> str | None:
 def _net_from_arg(role: str, arg: str, args, spec_name: str):
     """(QuantizedNet, provenance dict, FloatNet or None) for ``--align``/``--embed``."""
     from wearface.host_tools.bundle import bundle_build
-    from wearface.host_tools.train import quantize as Q
     from wearface.host_tools.errors import BundleBuildError
+    from wearface.host_tools.train import quantize as Q
     from wearface.kernels import nets
 
     if arg == "random":
@@ -184,7 +184,6 @@ def _checkpoint_threshold(fnet) -> float | None:
 
 def bundle_build(args) -> int:
     from wearface.host_tools.bundle import bundle_build as bb
-    from wearface.host_tools.train import quantize as Q
     from wearface.host_tools.errors import BundleBuildError
 
     align, align_prov, _ = _net_from_arg("align", args.align, args, "align")
@@ -214,7 +213,8 @@ def bundle_build(args) -> int:
 
 
 def bundle_sign(args) -> int:
-    from wearface.host_tools.bundle import bundle_build as bb, keys
+    from wearface.host_tools.bundle import bundle_build as bb
+    from wearface.host_tools.bundle import keys
 
     data = bb.sign_bundle(_read(args.bundle), keys.load_private_key(args.key))
     out = args.output or args.bundle
@@ -261,7 +261,8 @@ def board_speed_gmac_s(path: Path) -> tuple[float | None, str]:
 def memory_estimate(qnet) -> dict:
     """Bytes: int8 weights + int32 vectors; activations as Int8Runtime holds them (one int8 buffer per
     layer output, allocated once) and the least any runtime needs (largest input + output pair)."""
-    from wearface.kernels import nets, qnet as qn
+    from wearface.kernels import nets
+    from wearface.kernels import qnet as qn
 
     rows = list(nets.iter_counts(qnet.spec))
     weights = sum(q.weights.nbytes + q.bias.nbytes + q.multiplier.nbytes + q.shift.nbytes
@@ -412,8 +413,8 @@ def bundle_tflite(args) -> int:
 def quantize(args) -> int:
     import json
 
-    from wearface.host_tools.train import quantize as Q
     from wearface.host_tools.errors import QuantizeError
+    from wearface.host_tools.train import quantize as Q
 
     methods = [m.strip() for m in args.method.split(",") if m.strip()]
     if not methods:

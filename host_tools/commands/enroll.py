@@ -20,8 +20,8 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from wearface.host_tools.device.enroll import describe, enroll_camera, enroll_photos
-    from wearface.host_tools.errors import DataError
     from wearface.host_tools.device.link import Link
+    from wearface.host_tools.errors import DataError
 
     args.name, args.images = args.name[0], list(args.images) + args.name[1:]
     if bool(args.images) == bool(args.camera):

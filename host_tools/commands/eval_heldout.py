@@ -41,7 +41,8 @@ def run(args) -> int:
                "undetected": {"clean": hb.undetected_clean, "hard": hb.undetected_hard, "of": len(hb.identities)}}
     print(f"{args.bundle}: θ = {theta:.3f} ({figures['theta_from']}); detector misses: clean {hb.undetected_clean}, "
           f"damaged {hb.undetected_hard} of {len(hb.identities)} (their known frame used)")
-    print(f"{'report half':<10} {'verif. acc':>10} {'TAR@1e-3':>9} {'strangers named':>16} {'named right':>12} {'named wrong':>12}")
+    print(f"{'report half':<10} {'verif. acc':>10} {'TAR@1e-3':>9} {'strangers named':>16} {'named right':>12} "
+          f"{'named wrong':>12}")
     for name, emb in (("clean", hb.clean), ("damaged", hb.hard)):
         v = H.verification(emb[report], hb.identities[report])
         o = H.open_set(emb[report], hb.identities[report], theta, **gallery)

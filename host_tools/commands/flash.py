@@ -32,10 +32,10 @@ def register(sub) -> None:
 def run(args) -> int:
     from pathlib import Path
 
-    from wearface.host_tools.errors import DataError
-    from wearface.host_tools.device.flash import ProgressBar, flash
     from wearface.host_tools.bundle.keys import load_public_key
+    from wearface.host_tools.device.flash import ProgressBar, flash
     from wearface.host_tools.device.link import Link
+    from wearface.host_tools.errors import DataError
 
     path = Path(args.bundle)
     try:

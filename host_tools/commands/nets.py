@@ -19,5 +19,6 @@ def run(args) -> int:
         for row in nets.iter_counts(net):
             print(f"  {row.layer.name:<12} {str(row.in_shape):>14} {str(row.out_shape):>14} {row.params:>10,} {row.macs:>12,}")
         macs, params = nets.totals(net)
-        print(f"  total: {macs / 1e6:.1f}M MACs (seed {net.seed_macs / 1e6:.1f}M), {params / 1e3:.1f}k params (seed {net.seed_params / 1e3:.0f}k)\n")
+        print(f"  total: {macs / 1e6:.1f}M MACs (seed {net.seed_macs / 1e6:.1f}M), {params / 1e3:.1f}k params (seed "
+              f"{net.seed_params / 1e3:.0f}k)\n")
     return 0

@@ -20,7 +20,8 @@ def register(sub) -> None:
     q = tsub.add_parser("lfw-check", help="the teacher's own LFW View 2 accuracy through our crops (a subset of pairs)")
     q.add_argument("--lfw", required=True, help="the LFW folder (lfw128.zip, pairs.txt)")
     q.add_argument("--cache", required=True, help="cache file for the LFW descriptors (resumed if it exists)")
-    q.add_argument("--per-fold", type=int, default=30, help="the first N matched and N mismatched pairs of each fold (0: all 6,000)")
+    q.add_argument("--per-fold", type=int, default=30,
+                   help="the first N matched and N mismatched pairs of each fold (0: all 6,000)")
     q.add_argument("--workers", type=int, default=0)
     q.add_argument("--no-progress", action="store_true")
     q.set_defaults(func=run_lfw_check)
@@ -46,6 +47,8 @@ def run_descriptors(args) -> int:
 def run_lfw_check(args) -> int:
     from wearface.host_tools.train.teacher_lfw import teacher_lfw_check
 
-    res, n_pairs = teacher_lfw_check(args.lfw, args.cache, per_fold_half=args.per_fold, workers=args.workers, progress=not args.no_progress)
-    print(f"dlib teacher on our 112x112 crops, LFW View 2 ({n_pairs} pairs, the first {args.per_fold} matched and mismatched of each fold): {res.summary()}")
+    res, n_pairs = teacher_lfw_check(args.lfw, args.cache, per_fold_half=args.per_fold, workers=args.workers,
+                                     progress=not args.no_progress)
+    print(f"dlib teacher on our 112x112 crops, LFW View 2 ({n_pairs} pairs, the first {args.per_fold} matched and "
+          f"mismatched of each fold): {res.summary()}")
     return 0

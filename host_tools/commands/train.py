@@ -64,7 +64,8 @@ def register(sub) -> None:
     p.add_argument("--json", default="", help="write the result to this JSON file")
     p.add_argument("--device", default="cpu")
     p.add_argument("--int8", action="store_true",
-                   help="quantize the checkpoint (host_tools/train/quantize.py) and embed through the int8 kernels, as the board does")
+                   help="quantize the checkpoint (host_tools/train/quantize.py) and embed through the int8 kernels, as the "
+                        "board does")
     p.add_argument("--data", default="", help="with --int8: the shared data folder (calibration crops from CelebA)")
     p.add_argument("--calibration", type=int, default=128, help="with --int8: calibration images")
     p.add_argument("--no-progress", action="store_true")
@@ -96,9 +97,11 @@ def run_train(args) -> int:
         net=args.net, data=args.data, out=args.out, device=args.device, epochs=args.epochs, images=args.images,
         time_budget_s=60.0 * args.time_budget_min,
         batch=args.batch, k_per_identity=args.k_per_identity, loss=args.loss, weighting=args.weighting,
-        theta=args.theta, learn_theta=args.learn_theta, distance_scale=args.distance_scale, lr=args.lr, weight_decay=args.weight_decay,
+        theta=args.theta, learn_theta=args.learn_theta, distance_scale=args.distance_scale, lr=args.lr,
+        weight_decay=args.weight_decay,
         warmup_steps=args.warmup_steps, seed=args.seed, workers=args.workers, threads=args.threads,
-        ckpt_every=args.ckpt_every, eval_every_steps=args.eval_every_steps, channels_last=args.channels_last, batchnorm=not args.no_batchnorm,
+        ckpt_every=args.ckpt_every, eval_every_steps=args.eval_every_steps, channels_last=args.channels_last,
+        batchnorm=not args.no_batchnorm,
         augment=not args.no_augment, subsets=tuple(args.subsets.split(",")), lfw=args.lfw,
         teacher=args.teacher, distill_relational=args.distill_relational, distill_direct=args.distill_direct,
         hinge_weight=args.hinge_weight, all_faces=args.all_faces, extra_per_batch=args.extra_per_batch,

@@ -28,7 +28,7 @@ from typing import Callable
 
 from wearface.firmware import protocol as P
 
-from ..errors import (BoardError, ConfirmTimeoutError, FlashRejectedError, LinkError, RollbackError)
+from ..errors import BoardError, ConfirmTimeoutError, FlashRejectedError, LinkError, RollbackError
 from .link import Link
 
 #: how long a vanished board may stay away mid-upload before the flash gives up

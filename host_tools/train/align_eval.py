@@ -36,7 +36,8 @@ def lfw_with_detector(predict, data_dir, n_images: int, iterations: int, seed: i
     picks = rng.sample(items, n_images)
     zf = ImageZip(data_dir, "lfw")
     det = detect.FaceDetector()
-    errs = {k: [] for k in ["box", *[f"box+net x{i}" for i in range(1, iterations + 1)], "oracle centre+angle", "oracle similarity"]}
+    errs = {k: [] for k in ["box", *[f"box+net x{i}" for i in range(1, iterations + 1)], "oracle centre+angle",
+                            "oracle similarity"]}
     resid_shift, resid_angle, angles = [], [], []
     found = 0
     for it in picks:

@@ -228,5 +228,6 @@ def hard_copy(images: np.ndarray, seed: int = 2024, damage: Damage = HARD) -> np
     out = []
     for s in range(0, len(images), 256):
         x = BatchAugment(damage)(torch.from_numpy(np.ascontiguousarray(images[s:s + 256])), gen)
-        out.append((x / nets.INPUT_SCALE + nets.INPUT_ZERO_POINT).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy())
+        pixels = (x / nets.INPUT_SCALE + nets.INPUT_ZERO_POINT).round().clamp(0, 255).to(torch.uint8)
+        out.append(pixels.permute(0, 2, 3, 1).numpy())
     return np.concatenate(out) if out else images.copy()

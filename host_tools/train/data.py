@@ -354,7 +354,8 @@ def parse_pairs(text: str, source: str = "pairs") -> PairsFile:
             if len(tok) != 4:
                 raise DataError(f"{where}: expected a mismatched pair 'name1 i name2 j' (4 fields), found {len(tok)}: {line!r}")
             pairs.append(
-                Pair(_parse_name(tok[0], where), _parse_index(tok[1], where), _parse_name(tok[2], where), _parse_index(tok[3], where), False, fold)
+                Pair(_parse_name(tok[0], where), _parse_index(tok[1], where), _parse_name(tok[2], where),
+                     _parse_index(tok[3], where), False, fold)
             )
     return PairsFile(n_folds, n_half, tuple(pairs))
 
@@ -537,7 +538,8 @@ def load_pack(path: str | Path) -> Pack:
                 Pair(*keys[a], *keys[b], bool(same), int(fold)) for a, b, same, fold in z["lfw_pairs"].tolist()))
     except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
         raise DataError(f"{path}: not a wearface data pack ({exc})") from None
-    allrec = FaceRecords(identities=identities.astype(np.int64), celeba_files=files, subsets=subsets, landmarks=landmarks, jpeg=jpeg)
+    allrec = FaceRecords(identities=identities.astype(np.int64), celeba_files=files, subsets=subsets, landmarks=landmarks,
+                         jpeg=jpeg)
     return Pack(meta, allrec.subset(np.flatnonzero(~is_val)), allrec.subset(np.flatnonzero(is_val)), pairs, lfw)
 
 

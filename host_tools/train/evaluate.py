@@ -14,8 +14,8 @@ from typing import Callable
 
 import numpy as np
 
-from . import data as D
 from ..errors import DataError
+from . import data as D
 
 
 def best_threshold(dist: np.ndarray, same: np.ndarray) -> float:

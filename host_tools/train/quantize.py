@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from wearface.kernels import nets, qnet as qn
+from wearface.kernels import nets
+from wearface.kernels import qnet as qn
 
 from ..errors import QuantizeError
 
@@ -185,7 +186,7 @@ def output_error(fnet: FloatNet, qnet: qn.QuantizedNet, images: list) -> dict:
 
 
 def drift_table(rows: list[DriftRow]) -> str:
-    lines = [f"| layer | type | output | cosine mean | cosine min |", "|---|---|---|---|---|"]
+    lines = ["| layer | type | output | cosine mean | cosine min |", "|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r.layer} | {r.kind} | {'x'.join(map(str, r.out_shape))} | {r.cosine_mean:.5f} | "
                      f"{r.cosine_min:.5f} |")

@@ -21,7 +21,8 @@ def _groups(labels: np.ndarray) -> dict[int, np.ndarray]:
 class PKBatchSampler:
     """Batches of ``p`` distinct identities x ``k`` images each (batch size p*k), every batch has positives.
 
-    Only identities with 2 or more images are drawn; negative labels mean "no identity" and are never drawn.  Identities are visited in a random order without
+    Only identities with 2 or more images are drawn; negative labels mean "no identity" and are never drawn.  Identities are
+    visited in a random order without
     replacement (re-shuffled when exhausted); within an identity, images are drawn without replacement if it
     has at least ``k``, else with replacement (so a small identity can repeat an image within a batch).
     ``n_batches`` per epoch (default: images // (p*k)).
@@ -68,7 +69,8 @@ class PairBatchSampler:
 
     def __init__(self, labels, n_pairs: int, positive_fraction: float = 0.5, n_batches: int | None = None, seed: int = 0):
         if n_pairs < 1 or not 0.0 <= positive_fraction <= 1.0:
-            raise HostToolError(f"pair sampler: need n_pairs >= 1 and 0 <= positive_fraction <= 1, got {n_pairs}, {positive_fraction}")
+            raise HostToolError(f"pair sampler: need n_pairs >= 1 and 0 <= positive_fraction <= 1, got {n_pairs}, "
+                                f"{positive_fraction}")
         self.groups = _groups(labels)
         self.multi = np.array(sorted(i for i, g in self.groups.items() if len(g) >= 2))
         self.ids = np.array(sorted(self.groups))

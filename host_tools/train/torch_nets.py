@@ -20,8 +20,8 @@ from types import SimpleNamespace
 
 import numpy as np
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 from wearface.kernels import nets
 from wearface.kernels.nets import Affine, Conv, Flatten, MaxPool, NetSpec
@@ -159,7 +159,8 @@ def export_float_weights(module: SpecNet) -> dict[str, tuple[np.ndarray, np.ndar
             w, b = _fold_bn(block.linear.weight.detach().cpu().double(), _opt_double(block.linear.bias), _bn_double(block.bn))
         else:
             continue
-        result[layer.name] = (np.ascontiguousarray(w.numpy(), dtype=np.float32), np.ascontiguousarray(b.numpy(), dtype=np.float32))
+        result[layer.name] = (np.ascontiguousarray(w.numpy(), dtype=np.float32),
+                              np.ascontiguousarray(b.numpy(), dtype=np.float32))
     return result
 
 
@@ -209,7 +210,8 @@ def numpy_forward(spec: NetSpec, weights: dict, x_nhwc: np.ndarray) -> np.ndarra
             out = np.empty((n, oh, ow, c))
             for i in range(oh):
                 for j in range(ow):
-                    win = x[:, i * layer.stride : i * layer.stride + layer.size, j * layer.stride : j * layer.stride + layer.size, :]
+                    win = x[:, i * layer.stride : i * layer.stride + layer.size,
+                            j * layer.stride : j * layer.stride + layer.size, :]
                     out[:, i, j, :] = win.max(axis=(1, 2))
             x = out
         elif isinstance(layer, Flatten):

@@ -34,12 +34,12 @@ from torch.utils.data import DataLoader, Dataset
 
 from wearface.kernels import nets
 
+from ..errors import HostToolError
 from . import data as D
 from . import evaluate as E
 from . import teacher as T
-from ..errors import HostToolError
-from .losses import DistillationLoss, GlobalBatchLoss, MultibatchLoss, build_loss
 from .heldout import verification
+from .losses import DistillationLoss, GlobalBatchLoss, MultibatchLoss, build_loss
 from .samplers import MixedBatchSampler, PairBatchSampler, PKBatchSampler, UniformBatchSampler
 from .torch_nets import build_torch_net, to_input
 
@@ -210,7 +210,8 @@ class Trainer:
         self._dev_cache: dict = {}
         video_faces = self._video_faces()
         teacher = self._teacher_targets([T.celeba_key(f) for f in self.train_records.celeba_files] + [k for k, _ in video_faces])
-        self.train_set = FaceDataset(self.train_records, D.Augment() if cfg.augment else None, [c for _, c in video_faces], teacher)
+        self.train_set = FaceDataset(self.train_records, D.Augment() if cfg.augment else None, [c for _, c in video_faces],
+                                     teacher)
         self.distill = DistillationLoss(cfg.distill_relational, cfg.distill_direct).to(self.device) if cfg.teacher else None
         self.val_set = FaceDataset(self.val_records, None)
         self.memory = self._memory_pipeline(video_faces, teacher) if cfg.pipeline == "memory" else None
@@ -269,7 +270,8 @@ class Trainer:
 
         t0 = time.perf_counter()
         images = torch.from_numpy(decode_all(self.train_records, [c for _, c in video_faces], max(1, torch.get_num_threads())))
-        self.log(f"memory pipeline: {len(images)} crops decoded into {images.numel() / 2**20:.0f} MiB in {time.perf_counter() - t0:.0f} s")
+        self.log(f"memory pipeline: {len(images)} crops decoded into {images.numel() / 2**20:.0f} MiB in "
+                 f"{time.perf_counter() - t0:.0f} s")
         damage = Damage(self.cfg.damage) if self.cfg.augment else None
         where = self.device if self.device.type == "cuda" else torch.device("cpu")  # on a GPU: everything on it
         return {"images": images.to(where), "labels": torch.from_numpy(self.train_set.labels).to(where),
@@ -403,7 +405,8 @@ class Trainer:
         if self.cfg.time_budget_s > 0:
             self.total_steps = ckpt.get("total_steps", self.total_steps)
         old = ckpt["config"]
-        changed = {k: (old.get(k), v) for k, v in asdict(self.cfg).items() if k not in ("out", "workers", "threads") and old.get(k) != v
+        changed = {k: (old.get(k), v) for k, v in asdict(self.cfg).items()
+                   if k not in ("out", "workers", "threads") and old.get(k) != v
                    and not (isinstance(v, tuple) and list(v) == old.get(k))}
         if changed:
             self.log(f"warning: resuming with a changed config (old, new): {changed}")
@@ -446,7 +449,8 @@ class Trainer:
         if done > 100 and new_total > self.total_steps:
             return  # only shorten after the first 100 steps: lengthening would re-raise a decayed learning rate
         if new_total != self.total_steps:
-            self.log(f"time budget: {done / elapsed * self.cfg.batch:.0f} images/s so far; total steps {self.total_steps} -> {new_total}")
+            self.log(f"time budget: {done / elapsed * self.cfg.batch:.0f} images/s so far; total steps {self.total_steps} "
+                     f"-> {new_total}")
             self.total_steps = max(self.step, new_total)
 
     def fixed_batches_loss(self, dataset: FaceDataset) -> float:
@@ -456,7 +460,8 @@ class Trainer:
         if len(dataset) < cfg.batch or cfg.val_batches <= 0:
             return float("nan")
         try:
-            sampler = PKBatchSampler(dataset.labels, cfg.batch // cfg.k_per_identity, cfg.k_per_identity, cfg.val_batches, seed=12345)
+            sampler = PKBatchSampler(dataset.labels, cfg.batch // cfg.k_per_identity, cfg.k_per_identity, cfg.val_batches,
+                                     seed=12345)
         except HostToolError:
             return float("nan")
         plain = FaceDataset(dataset.records, None)

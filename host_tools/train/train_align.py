@@ -32,8 +32,8 @@ import torch.nn.functional as F
 from wearface.firmware import align as geom
 from wearface.kernels import nets
 
-from .align_data import ImageZip, read_index
 from ..errors import DataError
+from .align_data import ImageZip, read_index
 
 #: The template landmarks relative to the canonical centre, canonical px (5, 2).
 _TEMPLATE_REL = geom.LANDMARK_TEMPLATE - geom.FRAME_CENTRE

@@ -1,7 +1,8 @@
 """kernels/cpu_features.py: AT_HWCAP decoding on the host, and the dotprod bit as each emulated CPU reports it."""
 from __future__ import annotations
 
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from wearface.kernels import cpu_features
 

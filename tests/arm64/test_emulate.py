@@ -2,7 +2,6 @@
 subprocess children into qemu, and the ``board emulate`` verb serving a real pty."""
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -11,14 +10,15 @@ import time
 from pathlib import Path
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from wearface.firmware import protocol as P
 from wearface.firmware.board import load_board
-from wearface.host_tools.device import emulate
 from wearface.host_tools.cli import main as cli_main
-from wearface.host_tools.errors import NotAarch64BoardError, QemuMissingError, UserlandBuildError
+from wearface.host_tools.device import emulate
 from wearface.host_tools.device.link import Link
+from wearface.host_tools.errors import NotAarch64BoardError, QemuMissingError, UserlandBuildError
 
 from .conftest import REPO
 

@@ -15,8 +15,8 @@ import pytest
 
 from wearface.firmware import protocol as P
 from wearface.firmware import scene
-from wearface.host_tools.device import emulate
 from wearface.host_tools.bundle.bundle_build import build_test_bundle
+from wearface.host_tools.device import emulate
 from wearface.host_tools.device.enroll import enroll_photos
 from wearface.host_tools.device.flash import flash
 from wearface.host_tools.device.link import Link

@@ -1,5 +1,6 @@
 """The aarch64 tile paths under emulation (both arm tiles, despite the file name): the A76-class CPU (dot product)
-selects ``arm_dot``, the Cortex-A53 (ARMv8.0, no dot product) selects ``arm_neon`` (int16 ``smlal`` by lane), and each is bit-exact on whole nets;
+selects ``arm_dot``, the Cortex-A53 (ARMv8.0, no dot product) selects ``arm_neon`` (int16 ``smlal`` by lane), and each is
+bit-exact on whole nets;
 the A53 never lists ``arm_dot``.  (``test_kernels_emulated.py`` runs tests/kernels/test_tiles.py and
 test_kernels_bitexact.py on both CPUs at once: every available path on drawn shapes.)"""
 from __future__ import annotations

@@ -5,7 +5,8 @@ import base64
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from wearface.firmware.board import Board, boards_dir, load_board, parse_board
 from wearface.firmware.errors import BoardFileError

@@ -9,7 +9,8 @@ import subprocess
 import sys
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from wearface.firmware.boot import RECOVERY, RUNNING
 from wearface.firmware.errors import BundleError, BundleReason, SlotError

@@ -10,8 +10,8 @@ import pytest
 from wearface.firmware import scene
 from wearface.firmware.app import BoardApp
 from wearface.firmware.camera import IterableSource
-from wearface.firmware.pipeline import Pipeline
 from wearface.firmware.errors import EnrollError, GalleryError, NotRunningError
+from wearface.firmware.pipeline import Pipeline
 
 from .conftest import flash_app, lfw_faces, make_board, signed_bundle
 
@@ -60,7 +60,8 @@ def test_loop_recognises_the_enrolled_face_once_per_track_and_confirms_the_trial
     assert len(tracks) == 1, tracks
     (track,) = tracks.values()
     kinds = [e["event"] for e in track]
-    assert kinds == ["person.appeared", "person.recognised", "person.left"], [(e["event"], e.get("name"), e.get("distance"), e["frame"]) for e in track]
+    assert kinds == ["person.appeared", "person.recognised", "person.left"], [(e["event"], e.get("name"), e.get("distance"),
+                                                                               e["frame"]) for e in track]
     recognised = track[1]
     # decided as soon as the track has min_embeddings samples (one embedding per frame at least)
     assert recognised["frame"] <= track[0]["frame"] + app.board.tracker.min_embeddings

@@ -6,7 +6,8 @@ import unicodedata
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from wearface.firmware.errors import GalleryError
 from wearface.firmware.gallery import MAX_NAME_CHARS, Gallery, check_name

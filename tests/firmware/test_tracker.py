@@ -3,10 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from wearface.firmware import events as ev
 from wearface.firmware import scene
 from wearface.firmware.board import TrackerConfig
-from wearface.firmware.camera import IterableSource
 from wearface.firmware.tracker import Tracker, iou
 
 

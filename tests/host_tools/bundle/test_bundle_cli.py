@@ -65,6 +65,6 @@ def test_inspect_predicts_latency_from_a_board_speed_figure(built, capsys, tmp_p
     board.write_text('name = "fast"\ncompatible = "wearface-virtual"\n[cpu]\nint8_gmac_per_s = 10.0\n')
     code, out, _ = run(capsys, "bundle", "inspect", str(built / "r.wfb"), "--board", str(board))
     assert code == 0
-    line = next(l for l in out.splitlines() if "board fast" in l)
+    line = next(text for text in out.splitlines() if "board fast" in text)
     # model A: 46.82M MACs at 10 GMAC/s = 4.68 ms
     assert "embed 4.68 ms" in line and "cpu.int8_gmac_per_s" in line

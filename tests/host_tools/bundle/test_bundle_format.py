@@ -5,12 +5,14 @@ import struct
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from wearface.firmware import bundle as fmt
 from wearface.firmware.errors import BundleError, BundleReason
 from wearface.host_tools.bundle import bundle_build, keys
-from wearface.kernels import nets, qnet as qn
+from wearface.kernels import nets
+from wearface.kernels import qnet as qn
 
 from .conftest import BOARD, rewrite_manifest
 

@@ -12,7 +12,8 @@ import importlib.util
 import numpy as np
 import pytest
 
-from wearface.host_tools.bundle import bundle_build, tflite_export as T
+from wearface.host_tools.bundle import bundle_build
+from wearface.host_tools.bundle import tflite_export as T
 from wearface.kernels import nets, ptq, reference
 from wearface.kernels.runtime import Int8Runtime
 

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from wearface.firmware import protocol as P
-from wearface.host_tools.errors import LinkError
 from wearface.host_tools.device.fault_proxy import FaultProxy
 from wearface.host_tools.device.flash import flash, upload
 from wearface.host_tools.device.link import Link
 from wearface.host_tools.device.virtual_board import VirtualBoard
+from wearface.host_tools.errors import LinkError
 
 FAKE_FIRMWARE = [sys.executable, str(Path(__file__).with_name("fake_firmware.py"))]
 

@@ -9,11 +9,11 @@ import pytest
 
 from wearface.firmware import protocol as P
 from wearface.host_tools import cli
-from wearface.host_tools.errors import LinkError
 from wearface.host_tools.device.link import Link
 from wearface.host_tools.device.monitor import EventFilter, EventFormatter, Recorder
 from wearface.host_tools.device.plot import load_recording, pca_2d, plot_recording
 from wearface.host_tools.device.virtual_board import VirtualBoard
+from wearface.host_tools.errors import LinkError
 
 FAKE_FIRMWARE = [sys.executable, str(Path(__file__).with_name("fake_firmware.py"))]
 

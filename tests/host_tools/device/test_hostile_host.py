@@ -15,10 +15,10 @@ import pytest
 import serial
 
 from wearface.firmware import protocol as P
-from wearface.host_tools.errors import BoardError
 from wearface.host_tools.device.flash import flash
 from wearface.host_tools.device.link import Link
 from wearface.host_tools.device.virtual_board import VirtualBoard
+from wearface.host_tools.errors import BoardError
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,8 @@ import serial
 
 from wearface.firmware import protocol as P
 from wearface.firmware.server import FdPort, Server
-from wearface.host_tools.errors import BoardError, NoFaceError, UnknownNameError
 from wearface.host_tools.device.link import Link
+from wearface.host_tools.errors import BoardError, NoFaceError, UnknownNameError
 
 from .fake_app import FakeApp
 

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wearface.host_tools.train import align_data
 from wearface.host_tools.errors import DataError
+from wearface.host_tools.train import align_data
 
 HEADER = "path,identity," + ",".join(align_data.LANDMARK_COLUMNS)
 

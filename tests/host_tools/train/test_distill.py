@@ -10,9 +10,9 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from wearface.host_tools.errors import DataError, HostToolError
 from wearface.host_tools.train import data as D
 from wearface.host_tools.train import teacher as T
-from wearface.host_tools.errors import DataError, HostToolError
 from wearface.host_tools.train.losses import DistillationLoss
 from wearface.host_tools.train.samplers import MixedBatchSampler, PKBatchSampler
 from wearface.host_tools.train.train import TrainConfig, Trainer

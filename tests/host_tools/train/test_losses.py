@@ -19,7 +19,8 @@ def _circle(angles_deg):
 def test_pair_distance_is_euclidean_not_squared():
     x = _circle([0, 90, 180])
     d = pair_distances(x).detach()
-    np.testing.assert_allclose(d.numpy(), [[0, math.sqrt(2), 2], [math.sqrt(2), 0, math.sqrt(2)], [2, math.sqrt(2), 0]], atol=1e-6)
+    np.testing.assert_allclose(d.numpy(), [[0, math.sqrt(2), 2], [math.sqrt(2), 0, math.sqrt(2)], [2, math.sqrt(2), 0]],
+                               atol=1e-6)
 
 
 def test_multibatch_on_three_points_of_a_circle_by_hand():

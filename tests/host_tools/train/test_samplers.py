@@ -3,14 +3,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from wearface.host_tools.errors import HostToolError
 from wearface.host_tools.train.samplers import PairBatchSampler, PKBatchSampler
 
 
 @settings(max_examples=40, deadline=None)
-@given(sizes=st.lists(st.integers(1, 9), min_size=4, max_size=30), p=st.integers(2, 4), k=st.integers(2, 5), seed=st.integers(0, 9))
+@given(sizes=st.lists(st.integers(1, 9), min_size=4, max_size=30), p=st.integers(2, 4), k=st.integers(2, 5),
+       seed=st.integers(0, 9))
 def test_pk_batches_have_p_identities_of_k_images(sizes, p, k, seed):
     labels = np.repeat(np.arange(len(sizes)), sizes)
     if sum(1 for s in sizes if s >= 2) < p:

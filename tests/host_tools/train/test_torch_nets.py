@@ -46,7 +46,7 @@ def test_exported_weights_in_numpy_match_torch_eval_output(name):
     pixels = np.random.default_rng(1).integers(0, 256, size=(2,) + spec.input_shape, dtype=np.uint8)
     expected = model(to_input(pixels)).detach().numpy()
     weights = export_float_weights(model)
-    assert set(weights) == {l.name for l in spec.layers if isinstance(l, (nets.Conv, nets.Affine))}
+    assert set(weights) == {layer.name for layer in spec.layers if isinstance(layer, (nets.Conv, nets.Affine))}
     got = numpy_forward(spec, weights, (pixels.astype(np.float64) - 128) / 128)
     np.testing.assert_allclose(got, expected, atol=2e-5 * max(1.0, np.abs(expected).max()))
 
