@@ -340,10 +340,6 @@ class SlotStore:
                 self.table.confirmed = other(slot)
         self.save()
 
-    def mark_bad_write(self, slot: str, reason: str) -> None:
-        """A written image failed verification at flash_end: the slot is bad and must be written again."""
-        self.mark_bad(slot, reason)
-
     def start_trial(self, slot: str) -> int:
         """Count one trial boot of the pending ``slot`` (saved before the loop starts: a crash counts)."""
         self.table.boot_attempts += 1

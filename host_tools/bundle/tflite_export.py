@@ -26,7 +26,6 @@ makes a net's multipliers exactly representable (done by ``quantize.py`` before 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -371,12 +370,6 @@ def export_tflite(qnet: qn.QuantizedNet) -> tuple[bytes, ExportReport]:
                             f"reproduces our multiplier; TFLite rounds a slightly different product (<= 1 LSB)")
     desc = f"wearface int8 net {qnet.spec.name} ({qnet.spec.output}); input int8 = pixel - 128"
     return g.serialise(qnet.spec.name, desc), report
-
-
-def write_tflite(qnet: qn.QuantizedNet, path: str | Path) -> ExportReport:
-    data, report = export_tflite(qnet)
-    Path(path).write_bytes(data)
-    return report
 
 
 # --- running in LiteRT ---------------------------------------------------------------------------

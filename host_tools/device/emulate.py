@@ -105,10 +105,6 @@ class Userland:
         return self.folder / "bin" / "python3"
 
     @property
-    def numba_cache(self) -> Path:
-        return self.folder / "numba-cache"
-
-    @property
     def stamp(self) -> Path:
         return self.folder / STAMP_NAME
 

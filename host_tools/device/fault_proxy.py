@@ -204,9 +204,6 @@ class FaultProxy:
         time.sleep(duration_s)
         self.plug()
 
-    def set_faults(self, drop_p: float = 0.0, dup_p: float = 0.0, corrupt_p: float = 0.0, delay_s: float = 0.0) -> None:
-        self.drop_p, self.dup_p, self.corrupt_p, self.delay_s = drop_p, dup_p, corrupt_p, delay_s
-
     def stop(self) -> None:
         self._stop.set()
         for t in self._threads:

@@ -587,12 +587,3 @@ class Trainer:
             self._log_row(losses, epoch_t0, run_t0, run_step0, history)
         bar.close()
         return history
-
-
-def export_small_checkpoint(checkpoint: str | Path, out: str | Path, extra: dict | None = None) -> dict:
-    """Write a small shipped checkpoint: float state dict (CPU) + config + ``extra`` (e.g. results).  Returns it."""
-    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    small = {"config": ckpt["config"], "model": {k: v.cpu() for k, v in ckpt["model"].items()},
-             "loss": ckpt.get("loss", {}), "step": ckpt["step"], "train_wall_s": ckpt.get("wall_s"), "extra": extra or {}}
-    torch.save(small, out)
-    return small
