@@ -26,7 +26,7 @@ from . import events as ev
 from .align import FRAME_SIZE, window_from_params
 from .boot import RECOVERY, RUNNING, Booter, Verifier
 from .camera import open_camera
-from .errors import CameraError, EnrollError, NotRunningError
+from .errors import CameraError, EnrollError, GalleryError, NotRunningError
 from .gallery import Gallery, check_name
 from .log import BoardLog
 from .pipeline import Pipeline
@@ -197,8 +197,6 @@ class BoardApp:
         """Re-embed pending crops one at a time: the model lock is held for one embedding (~1-3 ms), so the loop
         waits at most that long; each result is its own transaction, so a power cut loses at most the one in
         flight and the next confirmed boot resumes with what is still pending."""
-        from .gallery import GalleryError
-
         pending = self.gallery.pending_crops(space)
         total, done = len(pending), 0
         version = str(model.bundle.model_version)
@@ -399,6 +397,13 @@ class BoardApp:
                   "threshold": float(model.bundle.threshold), "faces": found}
         self.log.info(f"enrolled {name}: {len(vectors)} embeddings, spread mean {result['spread_mean']}")
         return result
+
+    def gallery_crops(self, name: str, max_crops: int = 3) -> list:
+        """Up to ``max_crops`` kept enrolment crops of ``name`` (uint8 (112, 112, 3) RGB); ``unknown_name`` if nobody."""
+        name = check_name(name)
+        if name not in {p["name"] for p in self.gallery.list_people()}:
+            raise GalleryError("unknown_name", f"nobody called {name!r} is enrolled")
+        return self.gallery.crops_of(name)[:max_crops]
 
     def gallery_list(self) -> list[dict]:
         return self.gallery.list_people()

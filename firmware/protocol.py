@@ -82,6 +82,7 @@ class Opcode(IntEnum):
     DEBUG_EMBEDDINGS = 10
     STATS = 11
     LOG_TAIL = 12
+    GALLERY_CROPS = 13
 
 
 class Status(IntEnum):

@@ -150,6 +150,7 @@ ARGUMENTS: dict[int, dict[str, Any]] = {
     P.Opcode.ENROLL_IMAGES: {"name": NAME, "images": Images(MAX_ENROLL_IMAGES)},
     P.Opcode.ENROLL_CAMERA: {"name": NAME, "n_frames": Int(*ENROLL_CAMERA_FRAMES, default=10)},
     P.Opcode.GALLERY_DELETE: {"name": NAME},
+    P.Opcode.GALLERY_CROPS: {"name": NAME, "max_crops": Int(1, 8, default=3)},
     P.Opcode.DEBUG_EMBEDDINGS: {"on": Bool(), "explain": Bool(default=False)},
     P.Opcode.LOG_TAIL: {"n": Int(0, MAX_LOG_TAIL_LINES, default=50)},
 }

@@ -54,8 +54,6 @@ import zlib
 from collections import OrderedDict
 from typing import Any, Callable
 
-import numpy as np
-
 from . import protocol as P
 from .errors import BundleError, FirmwareError, RequestError
 from .images import DEFAULT_MAX_IMAGE_PIXELS, decode_image
@@ -240,6 +238,7 @@ class Server:
         #: an uploaded image whose header declares more pixels (width x height) is refused before decoding
         self.max_image_pixels = int(max_image_pixels)
         #: seconds without a request after which a debug-embeddings session ends
+        self.explain_session = False  # explain records (and enrolment crops on request) for this host session
         self.debug_idle_s = float(debug_idle_s)
         self.debug_session = False
         self._last_request_t = time.monotonic()
@@ -264,6 +263,7 @@ class Server:
             P.Opcode.GALLERY_LIST: lambda a: {"people": self.app.gallery_list()},
             P.Opcode.GALLERY_DELETE: lambda a: {"deleted": self.app.gallery_delete(a["name"])},
             P.Opcode.DEBUG_EMBEDDINGS: self._debug_embeddings,
+            P.Opcode.GALLERY_CROPS: self._gallery_crops,
             P.Opcode.STATS: lambda a: dict(self.app.stats(), serial=dict(self.counters)),
             P.Opcode.LOG_TAIL: lambda a: {"lines": self.app.log_tail(a["n"])},
         }
@@ -293,12 +293,19 @@ class Server:
     def _debug_embeddings(self, args: dict) -> dict:
         on, explain = args["on"], args["on"] and args["explain"]
         self.app.set_debug_embeddings(on, explain=explain)
-        self.debug_session = on
+        self.debug_session, self.explain_session = on, explain
         return {"on": on, "explain": explain, "idle_s": self.debug_idle_s}
+
+    def _gallery_crops(self, args: dict) -> dict:
+        """A person's kept enrolment crops (biometric data): only inside an explain session, for explain panels."""
+        if not self.explain_session:
+            raise RequestError(P.Status.BAD_REQUEST, "enrolment crops are sent only inside an explain session "
+                                                     "(DEBUG_EMBEDDINGS {\"on\": true, \"explain\": true})")
+        return {"name": args["name"], "crops": self.app.gallery_crops(args["name"], args["max_crops"])}
 
     def end_debug_session(self, reason: str) -> None:
         """Switch debug embeddings off because the session that asked for them ended (``reason``)."""
-        self.debug_session = False
+        self.debug_session = self.explain_session = False
         try:
             self.app.set_debug_embeddings(False, reason=reason)
         except Exception:  # noqa: BLE001 - the session is over whatever the app says; the loop goes on
@@ -434,7 +441,7 @@ class Server:
             status, result = self._status_for(exc)
         self._answer(frame.seq, frame.code, status, result if isinstance(result, dict) else {"result": result}, key)
         if frame.code == P.Opcode.REBOOT and status == P.Status.OK:
-            self.debug_session = False  # the app boots with debug embeddings off
+            self.debug_session = self.explain_session = False  # the app boots with debug embeddings off
             self._drain()
             try:
                 self.app.reboot()

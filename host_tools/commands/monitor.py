@@ -14,6 +14,8 @@ def register(sub) -> None:
     p.add_argument("--exclude", action="append", help="hide events matching this glob (e.g. stats)")
     p.add_argument("--grep", help="show only lines containing this text")
     p.add_argument("--record", metavar="FILE.npz", help="switch debug embeddings on and save them here")
+    p.add_argument("--explain", metavar="DIR", help="switch explain records on and save a PNG panel per decision "
+                                                    "(crop, alignment view, nearest people vs θ) and DIR/index.jsonl")
     p.add_argument("--plot", metavar="FILE.png", help="with --record: render the recording at the end")
     p.add_argument("--duration-s", type=float, help="stop after this long (default: until Ctrl-])")
     p.add_argument("--log-lines", type=int, default=10, help="board log lines to show on connect")
@@ -21,7 +23,7 @@ def register(sub) -> None:
     p.set_defaults(func=run_monitor)
 
     q = sub.add_parser("plot", help="render a monitor recording (npz) as a PNG: PCA, distance vs θ, latency")
-    q.add_argument("recording", help="FILE.npz from `wearface monitor --record`")
+    q.add_argument("recording", help="FILE.npz from `wearface monitor --record`, or a DIR from `--explain`")
     q.add_argument("-o", "--out", help="PNG path (default: beside the recording)")
     q.set_defaults(func=run_plot)
 
@@ -31,14 +33,21 @@ def run_monitor(args) -> int:
 
     colour = args.color == "always" or (args.color == "auto" and sys.stdout.isatty())
     recorder = Recorder() if args.record else None
+    explainer = None
+    if args.explain:
+        from wearface.host_tools.device.explain import ExplainWriter
+
+        explainer = ExplainWriter(args.explain)
     mon = Monitor(args.port, baud=args.baud, colour=colour, view=args.view,
                   event_filter=EventFilter(args.only, args.exclude, args.grep), recorder=recorder,
-                  log_lines=args.log_lines)
+                  log_lines=args.log_lines, explainer=explainer)
     try:
         mon.run(args.duration_s)
     except KeyboardInterrupt:
         pass
     print(mon.summary(), file=sys.stderr)
+    if explainer is not None:
+        print(f"wrote {explainer.written} explain panels to {args.explain} (index.jsonl)", file=sys.stderr)
     if recorder is not None:
         n = recorder.save(args.record)
         print(f"recorded {n} debug embeddings to {args.record}", file=sys.stderr)
@@ -54,6 +63,12 @@ def run_plot(args) -> int:
 
     from wearface.host_tools.device.plot import plot_recording
 
+    if Path(args.recording).is_dir():
+        from wearface.host_tools.device.explain import contact_sheet
+
+        out = args.out or str(Path(args.recording) / "sheet.png")
+        print(contact_sheet(args.recording, out))
+        return 0
     out = args.out or str(Path(args.recording).with_suffix(".png"))
     print(plot_recording(args.recording, out))
     return 0

@@ -218,12 +218,14 @@ class Monitor:
 
     def __init__(self, url: str, baud: int = 921600, out: TextIO | None = None, colour: bool = False,
                  view: str = "events", event_filter: EventFilter | None = None, recorder: Recorder | None = None,
-                 log_lines: int = 10, on_event: Callable[[dict], None] | None = None):
+                 log_lines: int = 10, on_event: Callable[[dict], None] | None = None, explainer=None):
         self.url, self.baud, self.out = url, baud, out if out is not None else sys.stdout
         self.fmt = EventFormatter(colour)
         self.view = view
         self.filter = event_filter or EventFilter()
         self.recorder = recorder
+        #: ``explain.ExplainWriter``: explain records on (DEBUG_EMBEDDINGS explain) and drawn as panels
+        self.explainer = explainer
         self.log_lines = log_lines
         self.extra_on_event = on_event
         self.stop_event = threading.Event()
@@ -269,6 +271,8 @@ class Monitor:
             self.last_stats = ev
         if self.recorder is not None:
             self.recorder.on_event(ev)
+        if self.explainer is not None:
+            self.explainer.on_event(ev)
         if self.extra_on_event is not None:
             self.extra_on_event(ev)
         if self.view == "hex" or self.quiet:
@@ -288,7 +292,8 @@ class Monitor:
             info = self.link.request(P.Opcode.INFO)
             if self.recorder is not None:
                 self.recorder.threshold = float(info.get("threshold") or np.nan)
-                self.link.request(P.Opcode.DEBUG_EMBEDDINGS, {"on": True})
+            if self.recorder is not None or self.explainer is not None:
+                self.link.request(P.Opcode.DEBUG_EMBEDDINGS, {"on": True, "explain": self.explainer is not None})
             self.emit(self.fmt.paint(
                 f"--- board {info.get('board')} ({info.get('compatible')}), state {info.get('state')}, slot "
                 f"{info.get('active_slot')} model {info.get('model_version')}, gallery {info.get('gallery_size')} "
@@ -317,11 +322,13 @@ class Monitor:
                     self._resync.clear()
                     self._greet()
                 self._keep_debug_session()
+                if self.explainer is not None:
+                    self.explainer.flush(self.link)
 
     def _keep_debug_session(self) -> None:
         """The board ends a debug-embeddings session after DEBUG_SESSION_IDLE_S without a request: while
         recording, PING every third of that."""
-        if self.recorder is None or time.monotonic() < self._next_ping:
+        if (self.recorder is None and self.explainer is None) or time.monotonic() < self._next_ping:
             return
         self._next_ping = time.monotonic() + P.DEBUG_SESSION_IDLE_S / 3
         try:
@@ -330,7 +337,9 @@ class Monitor:
             pass
 
     def close(self) -> None:
-        if self.recorder is not None and self.link.connected:
+        if self.explainer is not None:
+            self.explainer.flush(self.link if self.link.connected else None)
+        if (self.recorder is not None or self.explainer is not None) and self.link.connected:
             try:
                 self.link.request(P.Opcode.DEBUG_EMBEDDINGS, {"on": False}, retries=0)
             except Exception:  # noqa: BLE001 - best effort on the way out

@@ -19,9 +19,9 @@ class FakeApp:
         self.reboots = 0
 
     def info(self):
-        from wearface.host_tools.bundle.keys import DEV_PUBLIC_KEY, load_public_key
-
         import base64
+
+        from wearface.host_tools.bundle.keys import DEV_PUBLIC_KEY, load_public_key
 
         return {"board": "fake", "compatible": "wearface-virtual",
                 "public_keys": [base64.b64encode(load_public_key(DEV_PUBLIC_KEY)).decode()]}
@@ -63,6 +63,11 @@ class FakeApp:
         if name not in self.gallery:
             raise ReasonError("unknown_name", f"no person named {name!r}")
         return self.gallery.pop(name)
+
+    def gallery_crops(self, name, max_crops=3):
+        if name not in self.gallery:
+            raise ReasonError("unknown_name", f"no person named {name!r}")
+        return []
 
     def set_debug_embeddings(self, on, reason="request", explain=False):
         self.debug = on

@@ -12,12 +12,12 @@ import pytest
 from wearface.firmware import protocol as P
 from wearface.firmware.errors import BundleError
 from wearface.host_tools.device.enroll import enroll_photos
-from wearface.host_tools.errors import LinkError, NoFaceError, SeveralFacesError, UnknownNameError
 from wearface.host_tools.device.fault_proxy import FaultProxy
 from wearface.host_tools.device.flash import flash, upload
 from wearface.host_tools.device.link import Link
 from wearface.host_tools.device.monitor import Monitor
 from wearface.host_tools.device.virtual_board import VirtualBoard
+from wearface.host_tools.errors import LinkError, NoFaceError, SeveralFacesError, UnknownNameError
 
 
 @pytest.fixture(scope="module")
@@ -130,3 +130,44 @@ def test_board_killed_mid_flash_restarts_and_the_upload_resumes(board, bundles):
     assert board.boots >= 2 and result.confirmed
     # the restarted board kept its fsynced offset: the upload went on from there instead of starting over
     assert sent_bytes < 1.3 * len(bundles[0])
+
+
+def test_explain_panels_come_over_the_real_serial_path_and_only_inside_the_session(board, bundles, tmp_path):
+    from wearface.firmware.scene import grace_hopper_path
+    from wearface.host_tools.device.explain import ExplainWriter, contact_sheet
+    from wearface.host_tools.errors import BoardError
+
+    with Link(str(board.port), open_timeout_s=10) as link:
+        flash(link, bundles[0])
+        enroll_photos(link, "grace", [grace_hopper_path()])
+        with pytest.raises(BoardError, match="explain session"):  # crops are biometric: not outside the session
+            link.request(P.Opcode.GALLERY_CROPS, {"name": "grace"})
+    seen = []
+    writer = ExplainWriter(tmp_path / "explain")
+    mon = Monitor(str(board.port), out=io.StringIO(), on_event=seen.append, log_lines=0, explainer=writer)
+    mon.start()
+    thread = threading.Thread(target=mon.watch, args=(60.0,), daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 40
+        while writer.written < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        mon.stop_event.set()
+        thread.join(timeout=5)
+        mon.close()
+    records = [e for e in seen if e.get("event") == "debug.explain"]
+    assert records and writer.written >= 1
+    r = records[0]
+    assert r["crop"].shape == (112, 112, 3) and r["crop"].dtype == np.uint8 and r["view"].shape == (50, 50, 3)
+    assert r["nearest"][0]["name"] == "grace" and r["threshold"] > 0
+    entry = __import__("json").loads((tmp_path / "explain" / "index.jsonl").read_text().splitlines()[0])
+    panel = cv2.imread(str(tmp_path / "explain" / entry["file"]))
+    first = next(e for e in records if e["frame"] == entry["frame"] and e["track"] == entry["track"])
+    crop_bgr = cv2.resize(first["crop"], (224, 224), interpolation=cv2.INTER_NEAREST)[:, :, ::-1]
+    assert np.array_equal(panel[20:244, 224:448], crop_bgr)  # the panel holds the crop's own pixels
+    assert "panels" in contact_sheet(tmp_path / "explain", tmp_path / "sheet.png")
+    with Link(str(board.port), open_timeout_s=10) as link:  # the monitor closed its session: explain is off
+        assert link.request(P.Opcode.INFO)["debug_embeddings"] is False
+        with pytest.raises(BoardError, match="explain session"):
+            link.request(P.Opcode.GALLERY_CROPS, {"name": "grace"})
