@@ -25,9 +25,12 @@ def run_list(args) -> int:
     if not people:
         print("gallery is empty")
     for person in people:
-        stale = "  NEEDS RE-ENROLMENT (older model)" if person.get("needs_reenrolment") else ""
+        stale = "  NEEDS RE-ENROLMENT (older model, no kept crop)" if person.get("needs_reenrolment") else ""
+        spaces = person.get("spaces")
+        spaces = ", ".join(f"{s[:12]}: {n}" for s, n in spaces.items()) if isinstance(spaces, dict) else ""
+        pending = "" if person.get("usable") or not person.get("crops") else "  (re-embedding pending: crops kept)"
         print(f"{person['name']:<24} {person.get('usable', '?')} usable / {person.get('embeddings', '?')} "
-              f"embeddings{stale}")
+              f"embeddings, {person.get('crops', 0)} crops kept; spaces {{{spaces}}}{pending}{stale}")
     return 0
 
 

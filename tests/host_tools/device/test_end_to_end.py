@@ -171,3 +171,26 @@ def test_explain_panels_come_over_the_real_serial_path_and_only_inside_the_sessi
         assert link.request(P.Opcode.INFO)["debug_embeddings"] is False
         with pytest.raises(BoardError, match="explain session"):
             link.request(P.Opcode.GALLERY_CROPS, {"name": "grace"})
+
+
+def test_a_model_update_keeps_enrolled_people_without_re_enrolment(board, bundles, capsys):
+    from wearface.firmware.scene import grace_hopper_path
+    from wearface.host_tools.cli import main
+
+    with Link(str(board.port), open_timeout_s=10) as link:
+        flash(link, bundles[0])
+        old_space = _info(link)["embedding_space"]
+        enroll_photos(link, "grace", [grace_hopper_path()])
+        result = flash(link, bundles[1])  # another embedding space; flash waits for the trial boot's confirmation
+        assert result.confirmed and _info(link)["embedding_space"] != old_space
+        new_space = _info(link)["embedding_space"]
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            grace = link.request(P.Opcode.GALLERY_LIST)["people"][0]
+            if grace["usable"]:
+                break
+            time.sleep(0.2)
+    assert grace["usable"] == 1 and grace["needs_reenrolment"] is False
+    assert grace["spaces"] == {old_space: 1, new_space: 1}  # the old space stays until confirmed at 3 boots
+    assert main(["gallery", "list", str(board.port)]) == 0
+    assert "1 usable / 2 embeddings, 1 crops kept" in capsys.readouterr().out
