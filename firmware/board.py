@@ -101,6 +101,19 @@ class DetectorConfig:
     #: frames are shrunk so their longer side is at most this before detection (0 = never)
     max_side_px: int = 640
     max_faces: int = 8
+    #: the whole frame is searched once every this many frames (1 = every frame, today's policy); between, the
+    #: tracks are followed by the alignment net (``[follow]``) and only regions are searched: around new and
+    #: doubtful tracks, and where the picture changed outside the tracks.  A new face appears within this many
+    #: frames (+ ``tracker.appear_after_hits`` - 1, its confirming detections, done on its region at once)
+    every_frames: int = 1
+    #: search the region where the frame changed (outside tracked faces) between full searches
+    roi_on_change: bool = True
+    #: a thumbnail cell (8x8 frame px) has changed when its mean grey moved by more than this (0-255) since the
+    #: previous frame
+    change_grey_levels: float = 18.0
+    #: a changed region larger than this fraction of the frame (a camera pan, the light) waits for the next
+    #: full search instead of being searched at once
+    change_max_fraction: float = 0.35
 
 
 @dataclass(frozen=True)
@@ -145,6 +158,26 @@ class TrackerConfig:
 
 
 @dataclass(frozen=True)
+class FollowConfig:
+    """Following faces between detections with the alignment net (``firmware/follow.py``).
+
+    ``enabled``: follow (else a track's box changes only when the detector finds it, today's policy).
+    The follower's "no face here" signals: the net's correction moved the window by more than ``max_shift``
+    frame widths (it is trained on shifts up to 0.12); or the face's grey appearance in the corrected window
+    correlates with its appearance at the last detection by less than ``min_similarity`` (normalised
+    cross-correlation, -1..1); or the window's centre left the frame (the track ends).  A doubtful track keeps
+    its last box and its region is searched by the detector in the next frame.
+    """
+
+    enabled: bool = False
+    max_shift: float = 0.25
+    min_similarity: float = 0.5
+    #: a confirmed track the follower holds may go this many frames without a detection (the Haar cascade misses
+    #: turned, blurred and dim faces the follower still sees); a search that misses it after that ends it
+    max_undetected_frames: int = 30
+
+
+@dataclass(frozen=True)
 class StatsConfig:
     interval_s: float = 3.0
 
@@ -168,6 +201,7 @@ class Board:
     enrolment: EnrolmentConfig = field(default_factory=EnrolmentConfig)
     boot: BootConfig = field(default_factory=BootConfig)
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
+    follow: FollowConfig = field(default_factory=FollowConfig)
     stats: StatsConfig = field(default_factory=StatsConfig)
     notes: str = ""
     path: str = ""
@@ -250,7 +284,7 @@ def _decode_key(path: str, key: str, text: Any) -> bytes:
 _SECTIONS = {
     "cpu": CpuConfig, "emulation": EmulationConfig, "serial": SerialConfig, "flash": FlashConfig,
     "camera": CameraConfig, "detector": DetectorConfig, "enrolment": EnrolmentConfig, "boot": BootConfig,
-    "tracker": TrackerConfig, "stats": StatsConfig,
+    "tracker": TrackerConfig, "follow": FollowConfig, "stats": StatsConfig,
 }
 _TOP = {"name": str, "compatible": str, "model": str, "frame_budget_ms": float, "ram_mb": int, "notes": str}
 _REQUIRED = ("name", "compatible", "model", "frame_budget_ms")
@@ -339,6 +373,19 @@ def _validate(board: Board) -> None:
     _positive(path, "detector.min_size_px", board.detector.min_size_px)
     _positive(path, "detector.max_side_px", board.detector.max_side_px, allow_zero=True)
     _positive(path, "detector.max_faces", board.detector.max_faces)
+    _positive(path, "detector.every_frames", board.detector.every_frames)
+    _positive(path, "detector.change_grey_levels", board.detector.change_grey_levels)
+    if not 0.0 < board.detector.change_max_fraction <= 1.0:
+        raise BoardFileError(path, "detector.change_max_fraction",
+                             f"expected a number in (0, 1], found {board.detector.change_max_fraction}")
+    if board.detector.every_frames > 1 and not board.follow.enabled:
+        raise BoardFileError(path, "detector.every_frames", "expected 1 unless [follow] enabled = true (between "
+                                                            "full searches only followed tracks move)")
+    _positive(path, "follow.max_shift", board.follow.max_shift)
+    _positive(path, "follow.max_undetected_frames", board.follow.max_undetected_frames, allow_zero=True)
+    if not -1.0 <= board.follow.min_similarity < 1.0:
+        raise BoardFileError(path, "follow.min_similarity",
+                             f"expected a number in [-1, 1), found {board.follow.min_similarity}")
     _positive(path, "enrolment.max_image_pixels", board.enrolment.max_image_pixels)
     _positive(path, "enrolment.drop_old_space_after_boots", board.enrolment.drop_old_space_after_boots, allow_zero=True)
     _positive(path, "boot.trial_boots", board.boot.trial_boots)

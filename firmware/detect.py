@@ -181,13 +181,19 @@ class FaceDetector:
         if self._cascade.empty():
             raise DetectError(f"cascade {path} could not be loaded (not an OpenCV cascade XML?)")
 
-    def detect(self, frame, downscale: float | None = None) -> list[FaceBox]:
+    def detect(self, frame, downscale: float | None = None, min_size_px: float | None = None,
+               max_size_px: float | None = None) -> list[FaceBox]:
         """Faces in ``frame`` (uint8 BGR/BGRA/grey, any size) as ``FaceBox``es in frame pixels,
         sorted by score (then size), best first.  DetectError for an unusable frame.
 
         ``downscale`` (>= 1) replaces ``settings.downscale`` for this frame, so one loaded cascade serves
-        frames of every size (its working buffers follow the largest image it was given)."""
+        frames of every size (its working buffers follow the largest image it was given).  ``min_size_px`` /
+        ``max_size_px`` (frame px) replace the settings' for this call: a search around a known face needs
+        only the sizes near its own, which skips most pyramid levels."""
         s = self.settings
+        if min_size_px is not None or max_size_px is not None:
+            s = replace(s, min_size_px=max(int(round(min_size_px or s.min_size_px)), 1),
+                        max_size_px=int(round(max_size_px if max_size_px is not None else s.max_size_px)))
         grey = to_grey(frame)
         f = s.downscale if downscale is None else float(downscale)
         if not (f >= 1.0 and math.isfinite(f)):

@@ -63,6 +63,25 @@ class FaceModel:
         downscale = frame_downscale(self.board.detector, np.shape(frame_bgr)) if np.ndim(frame_bgr) >= 2 else 1.0
         return self.detector.detect(frame_bgr, downscale)[: self.board.detector.max_faces]
 
+    def detect_region(self, frame_bgr: np.ndarray, region, min_size_px: float | None = None,
+                      max_size_px: float | None = None) -> list[FaceBox]:
+        """Face boxes (frame px) inside ``region`` (x0, y0, x1, y1 ints, frame px) of a BGR frame, best first.
+        The region is searched at the whole frame's downscale, so it finds the faces a full search would."""
+        x0, y0, x1, y1 = region
+        downscale = frame_downscale(self.board.detector, np.shape(frame_bgr))
+        boxes = self.detector.detect(frame_bgr[y0:y1, x0:x1], downscale, min_size_px, max_size_px)
+        return [FaceBox(b.x + x0, b.y + y0, b.w, b.h, b.score) for b in boxes][: self.board.detector.max_faces]
+
+    def correct(self, frame_bgr: np.ndarray, window0: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One alignment-net pass: (view uint8 (50, 50, 3) RGB, correction float64 [dx, dy, angle_rad],
+        corrected window (2, 3)) for a window (2, 3) in a BGR frame."""
+        view = geo.alignment_input(frame_bgr, window0)
+        correction = np.asarray(self.align_runtime.run(view), np.float64)
+        if correction.shape != (3,) or not np.all(np.isfinite(correction)):
+            correction = np.zeros(3)  # a net that says nothing usable: keep the given window
+        correction[2] = math.remainder(correction[2], 2 * math.pi)
+        return view, correction, geo.apply_correction(window0, correction)
+
     def align(self, frame_bgr: np.ndarray, box, details: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(embedding input uint8 (112, 112, 3) RGB, corrected window (2, 3)) for one box (x, y, w, h)."""
         return self.align_window(frame_bgr, face_window(box), details)
@@ -72,12 +91,7 @@ class FaceModel:
         """As ``align``, starting from a window (2, 3) instead of a box (e.g. an uploaded face crop).
         ``details``: if a dict, receives ``view`` (the alignment net's uint8 (50, 50, 3) RGB input) and
         ``correction`` ([dx, dy, angle_rad] as applied) for explaining a decision."""
-        view = geo.alignment_input(frame_bgr, window0)
-        correction = np.asarray(self.align_runtime.run(view), np.float64)
-        if correction.shape != (3,) or not np.all(np.isfinite(correction)):
-            correction = np.zeros(3)  # a net that says nothing usable: keep the detector's window
-        correction[2] = math.remainder(correction[2], 2 * math.pi)
-        window = geo.apply_correction(window0, correction)
+        view, correction, window = self.correct(frame_bgr, window0)
         if details is not None:
             details["view"], details["correction"] = view, correction.astype(np.float32)
         return geo.embedding_input(frame_bgr, window), window

@@ -1,4 +1,4 @@
-"""The recognition loop: frame -> detect -> track -> align -> embed -> match -> events.
+"""The recognition loop: frame -> search (detect) -> track -> follow -> align -> embed -> match -> events.
 
 One job: turn camera frames into events (``events.py``): a person appeared, was recognised (name,
 distance, margin to the next name) or is unknown, left; per-stage latency and fps every
@@ -6,6 +6,10 @@ distance, margin to the next name) or is unknown, left; per-stage latency and fp
 an embedding; the neediest are embedded first, and more only while the frame's time budget
 (``frame_budget_ms``) lasts — or exactly ``tracker.max_embeds_per_frame`` per frame when that is set,
 which makes the events independent of the machine's speed (emulated boards, reproducible tests).
+
+Detection is most of a frame's cost, so (``[detector] every_frames`` > 1, ``[follow] enabled``) the whole frame
+is searched only every N frames and, between, each track is moved by the alignment net (``follow.py``) and
+only regions are searched (``search.py``: new and doubtful tracks, changes outside the tracks).
 
 A frame that raises is skipped with a ``loop.error`` event; the loop never dies of one frame.
 Must not import torch.
@@ -21,9 +25,11 @@ from typing import Callable, Optional
 import numpy as np
 
 from . import events as ev
-from .tracker import Tracker
+from . import follow as fol
+from .search import SearchPlanner
+from .tracker import Tracker, iou
 
-STAGES = ("detect", "align", "embed", "match", "frame")
+STAGES = ("detect", "follow", "align", "embed", "match", "frame")
 #: latency samples kept per stage for the stats (the last this many calls)
 LATENCY_WINDOW = 256
 #: at most one loop.error event per this many seconds (a broken camera must not flood the line)
@@ -36,10 +42,13 @@ class StageTimes:
     def __init__(self):
         self.samples = {s: deque(maxlen=LATENCY_WINDOW) for s in STAGES}
         self.calls = {s: 0 for s in STAGES}
+        #: ms spent in each stage since the start (the benchmark divides by frames)
+        self.totals = {s: 0.0 for s in STAGES}
 
     def add(self, stage: str, ms: float) -> None:
         self.samples[stage].append(ms)
         self.calls[stage] += 1
+        self.totals[stage] += ms
 
     def summary(self) -> tuple[dict, dict]:
         mean, p95 = {}, {}
@@ -85,7 +94,13 @@ class Pipeline:
         #: the clock of the stage latencies (s); the benchmark swaps in time.thread_time (CPU time)
         self.clock = time.perf_counter
         self.on_frame = on_frame or (lambda n: None)
-        self.tracker = Tracker(board.tracker)
+        self.tracker = Tracker(board.tracker, board.follow.max_undetected_frames if board.follow.enabled else 0)
+        self.planner = SearchPlanner(board.detector)
+        self.following = board.follow.enabled
+        #: track-frames whose box came from the detector / the follower; follower doubts; searches by kind;
+        #: frames from a track's first detection to its person.appeared (summed over appeared tracks)
+        self.counts = {"tracks_detected": 0, "tracks_followed": 0, "follow_doubts": 0, "searches_full": 0,
+                       "searches_region": 0, "appeared": 0, "appear_latency_frames": 0}
         self.times = StageTimes()
         self.debug_embeddings = False
         self.debug_explain = False  # explain records (``debug.explain``): crops, views, distances; same session rules
@@ -113,19 +128,23 @@ class Pipeline:
         self.frame_index += 1
         now = time.time()
         with self.model_lock:
-            t0 = self.clock()
-            boxes = [(b.x, b.y, b.w, b.h) for b in self.model.detect(frame)]
-            self.times.add("detect", (self.clock() - t0) * 1e3)
-            update = self.tracker.update(boxes, index, now)
+            plan = self.planner.plan(frame, index, list(self.tracker.tracks.values()))
+            boxes = self._search(frame, plan)
+            update = self.tracker.update(boxes, index, now, None if plan.full else plan.covers)
+            self.counts["tracks_detected"] += len(update.seen)
+            if self.following:
+                self._follow_tracks(frame, update, index, now)
             if self._rematch:
                 self._rematch = False
                 for tr in list(self.tracker.tracks.values()):
                     if tr.embeddings:
                         self._decide(tr, self.gallery.match(tr.mean_embedding()), index)
             for tr in update.appeared:
+                self.counts["appeared"] += 1
+                self.counts["appear_latency_frames"] += index - tr.first_frame
                 self.bus.publish(ev.PERSON_APPEARED, track=tr.id, box=_box_json(tr.box), frame=index)
                 self._publish_decision(tr, index)
-            self._serve_capture(frame, boxes)
+            self._serve_capture(frame, [box for _, box in update.seen])
             self._embed_tracks(frame, update, index, t_frame)
             for tr in update.lost:
                 self._publish_left(tr)
@@ -134,6 +153,53 @@ class Pipeline:
         self.healthy_frames += 1
         self.on_frame(self.healthy_frames)
         self._maybe_stats()
+
+    def _search(self, frame, plan) -> list:
+        """Run this frame's search (``search.SearchPlan``); boxes (x, y, w, h) in frame px, overlaps merged."""
+        if not plan.searches:
+            return []
+        t0 = self.clock()
+        if plan.full:
+            found = self.model.detect(frame)
+            self.counts["searches_full"] += 1
+        else:
+            found = []
+            for region in plan.regions:
+                found += self.model.detect_region(frame, region.bounds, region.min_px, region.max_px)
+                self.counts["searches_region"] += 1
+        self.times.add("detect", (self.clock() - t0) * 1e3)
+        boxes = []
+        for b in found:  # overlapping regions may find one face twice
+            box = (b.x, b.y, b.w, b.h)
+            if all(iou(box, other) < 0.5 for other in boxes):
+                boxes.append(box)
+        return boxes
+
+    def _follow_tracks(self, frame, update, index: int, now: float) -> None:
+        """Anchor the follower on every detected track; move every other live track with it."""
+        detected = {tr.id for tr, _ in update.seen}
+        lost = {tr.id for tr in update.lost}
+        cfg = self.board.follow
+        for tr, box in update.seen:
+            t0 = self.clock()
+            tr.window, tr.reference = fol.anchor(self.model, frame, box)
+            self.times.add("follow", (self.clock() - t0) * 1e3)
+        for tr in list(self.tracker.tracks.values()):
+            if tr.id in detected or tr.id in lost or tr.window is None:
+                continue
+            t0 = self.clock()
+            result = fol.follow(self.model, frame, tr.window, tr.reference, cfg)
+            self.times.add("follow", (self.clock() - t0) * 1e3)
+            if result.verdict == fol.OK:
+                tr.window = result.window
+                self.tracker.followed(tr, result.box, index, now)
+                update.seen.append((tr, result.box))
+                self.counts["tracks_followed"] += 1
+            elif result.verdict == fol.LEFT:
+                update.lost.append(self.tracker.end(tr))
+            else:
+                self.tracker.doubt(tr)
+                self.counts["follow_doubts"] += 1
 
     def _embed_tracks(self, frame, update, index: int, t_frame: float) -> None:
         cfg = self.board.tracker
@@ -154,7 +220,10 @@ class Pipeline:
     def _embed_one(self, frame, track, box, index: int) -> None:
         t0 = self.clock()
         details = {} if self.debug_explain else None
-        crop, _ = self.model.align(frame, box, details)
+        if track.window is not None and track.last_detect_frame != index:
+            crop, _ = self.model.align_window(frame, track.window, details)  # followed: start from its window
+        else:
+            crop, _ = self.model.align(frame, box, details)
         t1 = self.clock()
         vector = self.model.embed(crop)
         t2 = self.clock()
@@ -212,7 +281,7 @@ class Pipeline:
             return
         self._publish_decision(track, track.last_frame, final=True)
         name = track.decision.name if track.decision is not None else None
-        self.bus.publish(ev.PERSON_LEFT, track=track.id, name=name, frames_seen=track.hits,
+        self.bus.publish(ev.PERSON_LEFT, track=track.id, name=name, frames_seen=track.frames_seen,
                          duration_s=round(track.last_t - track.first_t, 3), frame=track.last_frame)
 
     # ------------------------------------------------------------------------------ enrolment from frames
@@ -245,6 +314,7 @@ class Pipeline:
     def stats(self) -> dict:
         mean, p95 = self.times.summary()
         counters = self.source.counters() if self.source is not None else {}
+        c = self.counts
         return {
             "fps": self.last_stats.get("fps"), "frames": self.frame_index, "healthy_frames": self.healthy_frames,
             "failed_frames": self.failed_frames, "dropped_frames": counters.get("dropped_frames", 0),
@@ -252,6 +322,14 @@ class Pipeline:
             "tracks": len(self.tracker.tracks), "embeds": self.embeds,
             "embeds_per_frame": round(self.embeds / self.frame_index, 3) if self.frame_index else None,
             "frame_budget_ms": self.board.frame_budget_ms,
+            # following (docs/FIRMWARE.md "The loop"): track-frames from the detector vs the follower, the
+            # follower's doubts, searches of the whole frame vs regions; a new face appears within
+            # detect_every_frames (+ appear_after_hits - 1) frames; appear_latency_frames: the mean, from a
+            # track's first detection to its person.appeared
+            "tracks_detected": c["tracks_detected"], "tracks_followed": c["tracks_followed"],
+            "follow_doubts": c["follow_doubts"], "searches_full": c["searches_full"],
+            "searches_region": c["searches_region"], "detect_every_frames": self.board.detector.every_frames,
+            "appear_latency_frames": round(c["appear_latency_frames"] / c["appeared"], 2) if c["appeared"] else None,
         }
 
     def _maybe_stats(self, force: bool = False) -> None:

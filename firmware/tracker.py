@@ -7,13 +7,21 @@ embeddings, and a track is re-embedded only while it has fewer than ``min_embedd
 once every ``reembed_every_frames`` frames; the pipeline embeds the neediest tracks first and stops when
 the frame budget is spent.
 
+Between detections (``detector.every_frames`` > 1) the loop moves tracks with the follower (``follow.py``):
+``followed`` records such a frame, ``doubt`` a follower's "no face here" (the track's region is searched next
+frame), ``end`` a face that left the frame.  ``update`` takes the search that produced the boxes: a track the
+search covered but did not find counts a miss, and ends once nobody (detector or follower) has seen it for
+``max_missed_frames`` frames, or the detector has not found it for ``max_undetected_frames`` (the follower alone
+may hold a confirmed face through the detector's gaps: profiles, blur, dim light).  Without following that is
+``max_missed_frames`` missed frames in a row, as before.
+
 Boxes are (x, y, w, h) floats in frame pixels.  numpy only.
 """
 from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -50,6 +58,32 @@ class Track:
     #: the last decision published: (name or None) and the gallery Match
     decision: Optional[object] = None
     decided: bool = False
+    #: the last frame a detection found this track (``hits`` counts those frames)
+    last_detect_frame: int = -1
+    #: frames whose box came from the follower, not the detector
+    follows: int = 0
+    #: the follower's window (2, 3) and reference signature (``follow.py``), set at each detection; None: not followed
+    window: Optional[np.ndarray] = None
+    reference: Optional[np.ndarray] = None
+    #: the follower said "no face here" and no detection has answered yet
+    doubtful: bool = False
+    #: hits needed before the track is announced (set by the tracker: ``appear_after_hits``)
+    confirm_hits: int = 1
+
+    def __post_init__(self):
+        if self.last_detect_frame < 0:
+            self.last_detect_frame = self.first_frame
+
+    @property
+    def needs_search(self) -> bool:
+        """Whether the detector should look around this track in the next frame: to confirm a new track, or to
+        answer the follower's doubt."""
+        return self.doubtful or self.hits < self.confirm_hits
+
+    @property
+    def frames_seen(self) -> int:
+        """Frames with this face in them: found by the detector or followed."""
+        return self.hits + self.follows
 
     def add_embedding(self, vector: np.ndarray, frame_index: int, max_embeddings: int) -> None:
         self.embeddings.append(np.asarray(vector, np.float32))
@@ -79,13 +113,20 @@ class TrackUpdate:
 
 
 class Tracker:
-    def __init__(self, config):
+    """``config``: ``board.TrackerConfig``.  ``max_undetected_frames``: how long a confirmed, followed track may go
+    without a detection (``follow.max_undetected_frames``; 0: ``max_missed_frames``, as without following)."""
+
+    def __init__(self, config, max_undetected_frames: int = 0):
         self.config = config
+        self.max_undetected_frames = max_undetected_frames
         self.tracks: dict[int, Track] = {}
         self._next_id = 1
 
-    def update(self, boxes: list, frame_index: int, t: float) -> TrackUpdate:
-        """Assign ``boxes`` (list of (x, y, w, h)) of frame ``frame_index`` taken at ``t`` (s) to tracks."""
+    def update(self, boxes: list, frame_index: int, t: float, covers: Optional[Callable] = None) -> TrackUpdate:
+        """Assign ``boxes`` (list of (x, y, w, h)) of frame ``frame_index`` taken at ``t`` (s) to tracks.
+
+        ``covers(box) -> bool``: whether this frame's search looked where a track's box is (default: the whole
+        frame was searched).  Only a covered track that was not found counts a miss."""
         cfg = self.config
         tracks = list(self.tracks.values())
         pairs = sorted(((iou(tr.box, bx), i, j) for i, tr in enumerate(tracks) for j, bx in enumerate(boxes)),
@@ -115,10 +156,12 @@ class Tracker:
             tr = tracks[i]
             tr.box, tr.last_frame, tr.last_t, tr.missed = tuple(boxes[j]), frame_index, t, 0
             tr.hits += 1
+            tr.last_detect_frame, tr.doubtful = frame_index, False
             seen.append((tr, boxes[j]))
         for j, bx in enumerate(boxes):
             if j not in used_b:
-                tr = Track(self._next_id, tuple(bx), frame_index, frame_index, t, t)
+                tr = Track(self._next_id, tuple(bx), frame_index, frame_index, t, t,
+                           confirm_hits=cfg.appear_after_hits)
                 self._next_id += 1
                 self.tracks[tr.id] = tr
                 new.append(tr)
@@ -128,11 +171,29 @@ class Tracker:
                 tr.announced = True
                 appeared.append(tr)
         for i, tr in enumerate(tracks):
-            if i not in used_t:
+            if i not in used_t and (covers is None or covers(tr.box)):
                 tr.missed += 1
-                if tr.missed > cfg.max_missed_frames:
+                # gone when nobody (detector or follower) has seen it for max_missed_frames, or the detector has
+                # not for longer than the follower may hold a confirmed track alone
+                undetected_max = self.max_undetected_frames if tr.window is not None and not tr.needs_search \
+                    else cfg.max_missed_frames
+                if frame_index - tr.last_frame > cfg.max_missed_frames or \
+                        frame_index - tr.last_detect_frame > max(undetected_max, cfg.max_missed_frames):
                     lost.append(self.tracks.pop(tr.id))
         return TrackUpdate(seen, new, appeared, lost)
+
+    def followed(self, track: Track, box, frame_index: int, t: float) -> None:
+        """The follower found ``track`` at ``box`` (x, y, w, h) in frame ``frame_index`` taken at ``t`` (s)."""
+        track.box, track.last_frame, track.last_t, track.doubtful = tuple(box), frame_index, t, False
+        track.follows += 1
+
+    def doubt(self, track: Track) -> None:
+        """The follower found no face where ``track`` was: keep its box, search there next frame."""
+        track.doubtful = True
+
+    def end(self, track: Track) -> Track:
+        """``track`` is gone for good (its face left the frame)."""
+        return self.tracks.pop(track.id)
 
     def embedding_need(self, track: Track, frame_index: int) -> Optional[tuple]:
         """A sort key (smaller = more urgent) if ``track`` should be embedded this frame, else None."""
