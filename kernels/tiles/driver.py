@@ -21,7 +21,7 @@ its old cached step.  Compiling an ISA's step happens only when its ``run_ops`` 
 
 The op loop and the epilogue (``_conv``): a CONV op's output pixels go 4 at a time through the tile, whose
 int32 sums the same function then takes from an L1 scratch: adds ``bias_eff``, requantizes
-(``quant.mbqm``, TFLite double rounding), clamps (ReLU is the clamp) and stores ``y + ACT_OFFSET``.  With
+(``quant.mbqm``, TFLite double rounding), clamps (ReLU is the clamp) and stores ``y + act_offset``.  With
 a fused 2x2/2 max-pool the tile's 4 pixels are the pool window and the max of the 4 sums is requantized
 (exact: requantization is monotone).  See ``program.py`` for the op fields and the arenas.
 """
@@ -43,12 +43,11 @@ from . import program
 from .common import pool_op
 
 I8, I16, I32, I64 = ir.IntType(8), ir.IntType(16), ir.IntType(32), ir.IntType(64)
-TILE_PIXELS = program.TILE_PIXELS
 
 
-def vector(bits: int, lanes: int) -> ir.VectorType:
-    """The LLVM vector type <lanes x i{bits}>."""
-    return ir.VectorType(ir.IntType(bits), lanes)
+def vector(bits: int, n: int) -> ir.VectorType:
+    """The LLVM vector type <n x i{bits}>."""
+    return ir.VectorType(ir.IntType(bits), n)
 
 
 def lanes(*indices) -> ir.Constant:
