@@ -171,7 +171,7 @@ class FollowConfig:
 
     enabled: bool = False
     max_shift: float = 0.25
-    min_similarity: float = 0.5
+    min_similarity: float = 0.3
     #: a confirmed track the follower holds may go this many frames without a detection (the Haar cascade misses
     #: turned, blurred and dim faces the follower still sees); a search that misses it after that ends it
     max_undetected_frames: int = 30

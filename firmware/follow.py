@@ -12,8 +12,10 @@ signals (``board.FollowConfig``):
   shifts up to 0.12; a much larger answer means it saw something it was not trained on.
 * **appearance**: the grey picture inside the corrected window (``SIGNATURE_SIZE`` px square over canonical
   ``SIGNATURE_SPAN``) against the same picture at the track's last detection, normalised cross-correlation
-  below ``min_similarity``.  Because both are taken in the face's own aligned frame, moving and turning (roll)
-  do not change it; the face leaving, being covered or the window sliding onto the background do.
+  below ``min_similarity``, or its contrast (grey standard deviation) below ``MIN_CONTRAST_RATIO`` of the
+  reference's (a smooth background correlates with a face's shading; it has not a face's texture).  Because
+  both are taken in the face's own aligned frame, moving and turning (roll) do not change them; the face
+  leaving, being covered or the window sliding onto the background do.
 * **left**: the window's centre is outside the frame: the track ends (half a face is not a face to follow).
 
 Scale is not followed (the net outputs 3 numbers); it comes from the last detection, which the periodic full
@@ -34,6 +36,8 @@ from .detect import BOX_TO_FRAME_DX, BOX_TO_FRAME_DY, BOX_TO_FRAME_WIDTH, face_w
 #: side of the appearance signature, px; canonical region it shows (eyes, nose, mouth; little background)
 SIGNATURE_SIZE = 24
 SIGNATURE_SPAN = (16.0, 96.0)
+#: a followed window whose grey contrast fell below this fraction of the face's at its last detection holds no face
+MIN_CONTRAST_RATIO = 0.5
 
 OK, JUMP, APPEARANCE, LEFT = "ok", "jump", "appearance", "left"
 
@@ -54,7 +58,7 @@ class FollowResult:
 
 
 def signature(frame_bgr: np.ndarray, window: np.ndarray) -> np.ndarray:
-    """float32 (SIGNATURE_SIZE**2,) zero-mean unit-norm grey picture of canonical SIGNATURE_SPAN in ``window``."""
+    """float32 (SIGNATURE_SIZE**2,) zero-mean grey picture (0-255 levels) of canonical SIGNATURE_SPAN in ``window``."""
     lo, hi = SIGNATURE_SPAN
     k = (hi - lo) / SIGNATURE_SIZE
     off = lo + k / 2 - 0.5  # output pixel 0's centre in canonical px
@@ -62,8 +66,13 @@ def signature(frame_bgr: np.ndarray, window: np.ndarray) -> np.ndarray:
     m = (np.vstack([geo.check_window(window), [0.0, 0.0, 1.0]]) @ out_to_canonical)[:2]
     rgb = geo.warp_to(frame_bgr, m, SIGNATURE_SIZE)
     grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32).reshape(-1)
-    grey -= grey.mean()
-    return grey / max(float(np.linalg.norm(grey)), 1e-6)
+    return grey - grey.mean()
+
+
+def compare(sig: np.ndarray, reference: np.ndarray) -> tuple[float, float]:
+    """(normalised cross-correlation -1..1, contrast ratio) of a signature against the reference signature."""
+    n_sig, n_ref = float(np.linalg.norm(sig)), max(float(np.linalg.norm(reference)), 1e-6)
+    return float(np.dot(sig, reference)) / max(n_sig * n_ref, 1e-6), n_sig / n_ref
 
 
 def box_of_window(window: np.ndarray) -> tuple:
@@ -92,7 +101,7 @@ def follow(model, frame_bgr: np.ndarray, window: np.ndarray, reference: np.ndarr
     h, w = frame_bgr.shape[:2]
     if not (0 <= cx < w and 0 <= cy < h):
         return FollowResult(LEFT, None, None, shift, None, view, correction)
-    similarity = float(np.dot(signature(frame_bgr, moved), reference))
-    if similarity < config.min_similarity:
+    similarity, contrast = compare(signature(frame_bgr, moved), reference)
+    if similarity < config.min_similarity or contrast < MIN_CONTRAST_RATIO:
         return FollowResult(APPEARANCE, None, None, shift, similarity, view, correction)
     return FollowResult(OK, moved, box_of_window(moved), shift, similarity, view, correction)

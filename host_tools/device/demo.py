@@ -23,7 +23,7 @@ from wearface.firmware import protocol as P
 from ..errors import DataError, HostToolError
 from .virtual_board import VirtualBoard
 
-STAGES = ("detect", "align", "embed", "match", "frame")
+STAGES = ("detect", "follow", "align", "embed", "match", "frame")
 SCENE_FPS = 30.0
 SCENE_FRAMES = 240
 DEFAULT_NAME = "grace"
@@ -144,7 +144,10 @@ def summary_lines(tl: Timeline, info: dict, board_stats: dict, link_stats, monit
     fps_txt = f"{sum(fps_values) / len(fps_values):.1f} (mean of {len(fps_values)} stats windows)" if fps_values \
         else str(board_stats.get("fps"))
     lines.append(f"fps: {fps_txt}; frame budget {board_stats.get('frame_budget_ms')} ms; "
-                 f"embeds per frame {board_stats.get('embeds_per_frame')}")
+                 f"embeds per frame {board_stats.get('embeds_per_frame')}; tracks followed "
+                 f"{board_stats.get('tracks_followed')} vs detected {board_stats.get('tracks_detected')}, full search "
+                 f"every {board_stats.get('detect_every_frames')} frames, appear latency "
+                 f"{board_stats.get('appear_latency_frames')} frames")
     lines.append("latency per stage, ms (mean / p95 over the board's last stats window): " + ", ".join(
         f"{s} {lat[s]:.1f}/{p95.get(s, float('nan')):.1f}" for s in STAGES if isinstance(lat.get(s), (int, float))))
     lines.append(f"slots: active {info.get('active_slot')}, confirmed {info.get('confirmed_slot')}, pending "

@@ -29,7 +29,7 @@ from ..errors import DataError
 from .link import Link
 
 EXIT_CHAR = b"\x1d"  # Ctrl-]
-STAGES = ("detect", "align", "embed", "match", "frame")
+STAGES = ("detect", "follow", "align", "embed", "match", "frame")
 
 COLOURS = {"red": "\033[31m", "green": "\033[32m", "yellow": "\033[33m", "blue": "\033[34m", "magenta": "\033[35m",
            "cyan": "\033[36m", "dim": "\033[2m", "bold": "\033[1m", "reset": "\033[0m"}
@@ -73,8 +73,11 @@ class EventFormatter:
             lat = ev.get("latency_ms") or {}
             stages = " ".join(f"{s} {lat[s]:.1f}" for s in STAGES if isinstance(lat.get(s), (int, float)))
             fps = ev.get("fps")
+            follow = (f"  followed {ev['tracks_followed']} detected {ev.get('tracks_detected')} "
+                      f"(full search every {ev.get('detect_every_frames')} frames, appear latency "
+                      f"{ev.get('appear_latency_frames')})") if "tracks_followed" in ev else ""
             return (f"fps {fps if fps is not None else '-'}  ms: {stages}  tracks {ev.get('tracks', '-')}  "
-                    f"frames {ev.get('frames', '-')} dropped {ev.get('dropped_frames', 0)}")
+                    f"frames {ev.get('frames', '-')} dropped {ev.get('dropped_frames', 0)}{follow}")
         if name == "person.recognised":
             margin = ev.get("margin")
             return (f"track {ev.get('track')}: {self.paint(str(ev.get('name')), 'bold')}  distance "
