@@ -160,8 +160,10 @@ def load_cache(path: str | Path, missing_ok: bool = False) -> DescriptorCache:
                         f"expected {CACHE_VERSION}")
     if raw_keys.ndim != 1 or raw_keys.dtype.kind != "S":
         raise DataError(f"{path}: keys must be a 1-D byte-string array, got {raw_keys.dtype} {raw_keys.shape}")
-    if desc.shape != (len(raw_keys), DESCRIPTOR_DIM) or desc.dtype != np.float32:
-        raise DataError(f"{path}: descriptors must be ({len(raw_keys)}, {DESCRIPTOR_DIM}) float32, got {desc.dtype} {desc.shape}")
+    if desc.shape != (len(raw_keys), DESCRIPTOR_DIM) or desc.dtype not in (np.float32, np.float16):
+        raise DataError(f"{path}: descriptors must be ({len(raw_keys)}, {DESCRIPTOR_DIM}) float32 (or float16: a "
+                        f"half-size copy for a GPU machine), got {desc.dtype} {desc.shape}")
+    desc = desc.astype(np.float32)
     if not np.isfinite(desc).all():
         raise DataError(f"{path}: descriptors hold NaN or infinity")
     try:
