@@ -243,7 +243,7 @@ def build_program(qnet, rows: list, fuse: bool, fuse_blocks: bool, act_dtype, ac
         prog.ops[n] = op
     prog.input = tensors[0]
     if fuse_blocks:
-        names = [l.spec.name for l in layers]
+        names = [layer.spec.name for layer in layers]
         prog.steps = [(names, 0, len(ops), steps[-1][3], steps[-1][4])]
     else:
         steps[0] = (steps[0][0], 0, steps[0][2], steps[0][3], steps[0][4])  # the first step also loads

@@ -32,7 +32,8 @@ def test_align_net_outputs_three_numbers():
     assert nets.output_shape(nets.MODEL_A) == (nets.EMBEDDING_SIZE,)
 
 
-@pytest.mark.parametrize("n,ceil,expected", [(7, True, 4), (7, False, 3), (8, False, 4), (8, True, 4), (29, False, 14), (1, True, 1)])
+@pytest.mark.parametrize("n,ceil,expected",
+                         [(7, True, 4), (7, False, 3), (8, False, 4), (8, True, 4), (29, False, 14), (1, True, 1)])
 def test_pool_rounding(n, ceil, expected):
     assert nets.pool_out(n, 2, 2, ceil) == expected
 

@@ -13,7 +13,8 @@ import sys
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, assume, given, settings, strategies as st
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
 from wearface.kernels import nets, ptq, reference, runtime, tiles
 from wearface.kernels.errors import KernelError, KernelPathError
@@ -45,7 +46,8 @@ def test_portable_is_always_available_and_last():
     kernel=st.sampled_from([1, 2, 3, 5]), stride=st.integers(1, 3), padding=st.integers(0, 3),
     relu=st.booleans(), zp_mid=st.integers(-128, 127), zp_out=st.integers(-128, 127),
     log_mult=st.floats(-7.0, 1.0), pool=st.sampled_from([None, False, True]),
-    pool_window=st.sampled_from([(2, 2), (2, 2), (3, 2), (2, 1)]), cccp=st.sampled_from([None, 3, 33]), affine=st.sampled_from([None, 2, 37]), seed=st.integers(0, 2**32 - 1),
+    pool_window=st.sampled_from([(2, 2), (2, 2), (3, 2), (2, 1)]), cccp=st.sampled_from([None, 3, 33]),
+    affine=st.sampled_from([None, 2, 37]), seed=st.integers(0, 2**32 - 1),
 )
 def test_every_path_equals_reference_on_drawn_shapes(h, w, cin, cout, kernel, stride, padding, relu, zp_mid,
                                                      zp_out, log_mult, pool, pool_window, cccp, affine, seed):
