@@ -13,6 +13,7 @@ Must not import torch.
 """
 from __future__ import annotations
 
+import base64
 import threading
 import time
 from importlib import metadata
@@ -289,6 +290,8 @@ class BoardApp:
             "trial": bool(self.boot_result and self.boot_result.trial and self.state == RUNNING),
             "boot_attempts": slots["boot_attempts"], "min_rollback": slots["min_rollback"], "slots": slots["slots"],
             "model": b.model,
+            # public, and what the host verifies a bundle against before uploading it (empty: not provisioned)
+            "public_keys": [base64.b64encode(k).decode("ascii") for k in b.public_keys],
             "model_version": None if bundle is None else str(bundle.model_version),
             "embedding_space": None if bundle is None else str(bundle.embedding_space),
             "threshold": None if bundle is None else float(bundle.threshold),

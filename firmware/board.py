@@ -320,9 +320,9 @@ def parse_board(text: str, path: str | Path = "<board>") -> Board:
         if not isinstance(listed, list):
             raise BoardFileError(path, "public_keys", f"expected an array of strings, found {_describe(listed)}")
         keys += [_decode_key(path, f"public_keys[{i}]", k) for i, k in enumerate(listed)]
-    if not keys:
-        raise BoardFileError(path, "public_key", "missing (expected a base64 Ed25519 public key: a board "
-                                                 "without a trusted key could boot nothing)")
+    if not keys and "public_keys" not in data:
+        raise BoardFileError(path, "public_key", "missing (expected a base64 Ed25519 public key, or `public_keys = []` "
+                                                 "for a board not yet provisioned: it refuses every bundle)")
     values["public_keys"] = tuple(keys)
 
     board = Board(**values)

@@ -231,6 +231,9 @@ def check_signature(container: Container, trusted_public_keys) -> bytes:
     if not container.flags & FLAG_SIGNED:
         _fail(BundleReason.BAD_SIGNATURE, name, f"bundle is unsigned (trailer at byte {at}); sign it first", at)
     keys = {key_id(k): k for k in (_raw_public_key(k) for k in trusted_public_keys)}
+    if not keys:
+        _fail(BundleReason.UNKNOWN_KEY, name, "this board trusts no signing key (not provisioned): write its own "
+              "public key into its board file with `wearface keys provision BOARD.toml --key KEY.pub`", at)
     if container.key_id not in keys:
         _fail(BundleReason.UNKNOWN_KEY, name,
               f"signed by key {container.key_id.hex()}, which is not trusted here "

@@ -97,3 +97,39 @@ def write_keypair(private_path: str | os.PathLike, force: bool = False) -> tuple
         f.write(private_pem(key))
     public_path.write_text(public_base64(key) + "\n")
     return private_path, public_path
+
+
+def provision_board_text(text: str, public_key_b64: str, source: str = "board file") -> str:
+    """A board file's TOML with its trusted keys replaced by ``public_key_b64`` (one base64 Ed25519 key).
+
+    Only the top-level ``public_key = ...`` / ``public_keys = [...]`` lines change (comments and the rest are
+    kept); the result is parsed again by the firmware's own parser, so a broken file is never written."""
+    import base64
+    import re
+
+    from wearface.firmware.board import parse_board
+
+    from ..errors import HostToolError
+
+    if len(base64.b64decode(public_key_b64, validate=True)) != 32:
+        raise HostToolError(f"{public_key_b64!r}: not a base64 Ed25519 public key")
+    pattern = re.compile(r"^public_keys?\s*=\s*(\[[^\]]*\]|\"[^\"]*\")[ \t]*$", re.MULTILINE)
+    if not pattern.search(text.split("\n[", 1)[0]):
+        raise HostToolError(f"{source}: no top-level public_key / public_keys line to provision")
+    head, sep, tail = text.partition("\n[")
+    seen = []  # the first key line becomes the provisioned one; a second (both spellings) goes
+    head = pattern.sub(lambda _: "" if seen.append(1) or len(seen) > 1 else f'public_keys = ["{public_key_b64}"]', head)
+    out = head + sep + tail
+    parse_board(out, source)
+    return out
+
+
+def provision_board_file(board_file: str | os.PathLike, public_key: str | os.PathLike, out: str | os.PathLike) -> Path:
+    """Write ``out``: ``board_file`` trusting exactly ``public_key`` (a .pub / .pem path or base64 text)."""
+    import base64
+
+    text = Path(board_file).read_text()
+    key_b64 = base64.b64encode(load_public_key(public_key)).decode("ascii")
+    out = Path(out)
+    out.write_text(provision_board_text(text, key_b64, str(board_file)))
+    return out

@@ -17,6 +17,8 @@ def register(sub) -> None:
     e.add_argument("--userland", default=None, help="arm64 userland folder (default: ~/.cache/wearface/arm64)")
     e.add_argument("--video", default="synthetic", help="video file the camera plays, or 'synthetic' (default)")
     e.add_argument("--qemu-cpu", default=None, help="override the board's [emulation] qemu_cpu")
+    e.add_argument("--no-dev-key", action="store_true",
+                   help="emulate an unprovisioned board file as it ships (refuses every bundle) instead of trusting the dev key")
     e.add_argument("--duration-s", type=float, default=None, help="stop after this long (default: until Ctrl-C)")
     e.set_defaults(func=run_emulate)
 
@@ -60,7 +62,12 @@ def run_emulate(args) -> int:
     start = time.perf_counter()
     userland = emulate.prepare_userland(args.userland)
     prepared_s = time.perf_counter() - start
-    vb = emulate.emulated_board(args.board, flash, userland=userland, video=args.video, qemu_cpu=cpu)
+    vb = emulate.emulated_board(args.board, flash, userland=userland, video=args.video, qemu_cpu=cpu,
+                                dev_key=not args.no_dev_key)
+    if not board.public_keys:
+        print("board file trusts no key (real hardware ships unprovisioned): "
+              + ("refusing every bundle (--no-dev-key)" if args.no_dev_key else "emulated with the development key"),
+              flush=True)
     exit_on_signals()  # SIGTERM/SIGHUP stop the firmware too (the finally below), as Ctrl-C does
     vb.start()
     print(f"emulated board {board.name} ({board.cpu.core}, qemu {cpu}) running; userland ready in {prepared_s:.1f} s",

@@ -19,6 +19,11 @@ def register(sub) -> None:
     p.add_argument("name", help="path of the private key, e.g. keys/myboard.pem")
     p.add_argument("--force", action="store_true", help="overwrite existing files")
     p.set_defaults(func=keys_new)
+    p = ksub.add_parser("provision", help="write a board file that trusts exactly this public key (a fleet's key)")
+    p.add_argument("board", help="board file (.toml), e.g. boards/rpi-zero2w.toml (ships trusting no key)")
+    p.add_argument("--key", required=True, help="the fleet's public key: .pub, .pem or base64 text")
+    p.add_argument("--out", required=True, help="where to write the provisioned board file (the original is kept)")
+    p.set_defaults(func=keys_provision)
     p = ksub.add_parser("show", help="print the base64 public key of a .pem or .pub file (for a board's TOML)")
     p.add_argument("key")
     p.set_defaults(func=keys_show)
@@ -100,6 +105,14 @@ def keys_new(args) -> int:
     private, public = keys.write_keypair(args.name, force=args.force)
     print(f"wrote {private} (private: keep it off the repository) and {public}")
     print(f"public_key = \"{public.read_text().strip()}\"   # for the board's TOML")
+    return 0
+
+
+def keys_provision(args) -> int:
+    from wearface.host_tools.bundle import keys
+
+    out = keys.provision_board_file(args.board, args.key, args.out)
+    print(f"wrote {out}: {args.board} trusting only {args.key}; start the board with it (firmware --board {out})")
     return 0
 
 

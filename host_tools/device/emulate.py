@@ -523,9 +523,19 @@ def firmware_command(userland: Userland) -> list[str]:
     return [str(userland.launcher), "-m", "wearface.firmware"]
 
 
+def emulated_board_file(board_file: str | Path, flash_dir: str | Path) -> Path:
+    """A copy of an unprovisioned ``board_file`` that trusts the development key, beside ``flash_dir``
+    (``FLASH.board.toml``): emulation is a development board, never shipped hardware."""
+    from ..bundle.keys import DEV_PUBLIC_KEY, provision_board_file
+
+    flash_dir = Path(flash_dir).resolve()
+    flash_dir.parent.mkdir(parents=True, exist_ok=True)
+    return provision_board_file(board_file, DEV_PUBLIC_KEY, flash_dir.parent / f"{flash_dir.name}.board.toml")
+
+
 def emulated_board(board_file: str | Path, flash_dir: str | Path, *, userland: Userland | None = None,
                    video: str | None = EMULATED_DEFAULT_VIDEO, qemu_cpu: str | None = None, restart: bool = True,
-                   log: Log = _log_stderr):
+                   log: Log = _log_stderr, dev_key: bool = True):
     """A :class:`~wearface.host_tools.device.virtual_board.VirtualBoard` whose firmware runs on the board's own
     instruction set: the real ``python -m wearface.firmware`` under qemu-aarch64 with the board's CPU model,
     on a fresh pty per boot (``.port`` is the stable path for ``wearface flash/monitor``), ``flash_dir``
@@ -535,6 +545,9 @@ def emulated_board(board_file: str | Path, flash_dir: str | Path, *, userland: U
     board's own ``[camera]`` source (a device index does not exist under emulation).
     Raises :class:`NotAarch64BoardError` for a board that is not aarch64 and the errors of
     :func:`prepare_userland` (the userland is prepared here when ``userland`` is not given).
+    ``dev_key``: a board file that trusts no key (real hardware ships unprovisioned) is emulated from a copy
+    provisioned with the development key (``emulated_board_file``), so the shipped dev bundles boot; False
+    emulates the unprovisioned board, which refuses every bundle.
     """
     from wearface.firmware.board import load_board
 
@@ -542,6 +555,8 @@ def emulated_board(board_file: str | Path, flash_dir: str | Path, *, userland: U
 
     board = load_board(board_file)
     cpu = qemu_cpu or board_qemu_cpu(board)
+    if dev_key and not board.public_keys:
+        board_file = emulated_board_file(board_file, flash_dir)
     userland = userland or prepare_userland(log=log)
     return VirtualBoard(flash_dir, Path(board_file).resolve(), video, firmware_cmd=firmware_command(userland),
                         env=userland.env(cpu), restart=restart)

@@ -84,7 +84,7 @@ class ProgressBar:
 def board_public_keys(info: dict) -> list[bytes]:
     """The keys a board trusts: from ``info["public_keys"]`` if it reports them, else from the board file in
     ``boards/`` whose ``name`` and ``compatible`` match what the board reports."""
-    if info.get("public_keys"):
+    if "public_keys" in info:  # the board says what it trusts (an empty list: not provisioned, refuses everything)
         return list(info["public_keys"])
     from wearface.firmware.board import boards_dir, load_board
     from wearface.firmware.errors import FirmwareError

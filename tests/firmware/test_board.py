@@ -115,3 +115,39 @@ def test_arbitrary_text_never_crashes_the_parser(text):
         parse_board(text, "junk.toml")
     except BoardFileError:
         pass
+
+
+def test_real_hardware_ships_trusting_no_key_and_refuses_every_bundle_until_provisioned(tmp_path):
+    from wearface.firmware.bundle import verify_bundle
+    from wearface.firmware.errors import BundleError
+    from wearface.host_tools.bundle.keys import provision_board_file, write_keypair
+    from wearface.host_tools.cli import main
+
+    from .conftest import signed_bundle
+
+    dev_signed = signed_bundle(0)
+    for name in ("rpi-zero2w.toml", "a55-dotprod.toml"):
+        board = load_board(boards_dir() / name)
+        assert board.public_keys == ()  # the dev key's private half is in the repository: never trusted here
+        with pytest.raises(BundleError, match="trusts no signing key"):
+            verify_bundle(dev_signed, board.public_keys, board.compatible)
+    # provisioning: the fleet's own key, written by the host tool; the dev key stays refused
+    private, public = write_keypair(tmp_path / "fleet")
+    out = tmp_path / "my-a53.toml"
+    assert main(["keys", "provision", str(boards_dir() / "rpi-zero2w.toml"), "--key", str(public), "--out", str(out)]) == 0
+    mine = load_board(out)
+    assert len(mine.public_keys) == 1 and mine.compatible == "wearface-a53" and mine.cpu.core == "cortex-a53"
+    with pytest.raises(BundleError, match="not trusted"):
+        verify_bundle(dev_signed, mine.public_keys, mine.compatible)
+    again = provision_board_file(out, public, tmp_path / "again.toml")  # re-provisioning replaces, never appends
+    assert load_board(again).public_keys == mine.public_keys
+    with pytest.raises(BoardFileError, match="public_key"):  # no key line at all is still a mistake
+        parse_board('name = "b"\ncompatible = "f"\nmodel = "A"\nframe_budget_ms = 50\n', tmp_path / "x.toml")
+
+
+def test_an_emulated_unprovisioned_board_trusts_the_dev_key_on_its_copy_only(tmp_path):
+    from wearface.host_tools.device.emulate import emulated_board_file
+
+    copy = emulated_board_file(boards_dir() / "rpi-zero2w.toml", tmp_path / "flash")
+    assert load_board(copy).public_keys == (base64.b64decode(DEV_KEY),)
+    assert load_board(boards_dir() / "rpi-zero2w.toml").public_keys == ()
