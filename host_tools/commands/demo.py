@@ -15,6 +15,8 @@ def register(sub) -> None:
     p.add_argument("--record", metavar="FILE.npz", help="save the debug embeddings of the pass")
     p.add_argument("--plot", metavar="FILE.png", help="render the recording (PCA, distance vs θ, latency)")
     p.add_argument("--no-forget", action="store_true", help="skip the forget-and-see-unknown step (default scene only)")
+    p.add_argument("--explain", metavar="DIR", help="save an explain panel per decision of the pass (crop, alignment "
+                                                    "view, nearest people vs θ) into DIR")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--color", choices=("auto", "always", "never"), default="auto")
     p.set_defaults(func=run)
@@ -33,4 +35,4 @@ def run(args) -> int:
     colour = args.color == "always" or (args.color == "auto" and sys.stdout.isatty())
     return run_demo(video=args.video, enroll=pairs, bundle=args.bundle, flash_dir=args.flash_dir, keep=args.keep,
                     record=args.record, plot=args.plot, progress=not args.no_progress, colour=colour,
-                    forget=not args.no_forget)
+                    forget=not args.no_forget, explain=args.explain)

@@ -161,7 +161,7 @@ def summary_lines(tl: Timeline, info: dict, board_stats: dict, link_stats, monit
 def run_demo(video: str | None = None, enroll: list[tuple[str, str]] | None = None, bundle: str | None = None,
              flash_dir: str | None = None, keep: bool = False, record: str | None = None, plot: str | None = None,
              progress: bool = True, colour: bool = False, out=None, forget: bool = True,
-             max_wait_s: float | None = None) -> int:
+             max_wait_s: float | None = None, explain: str | None = None) -> int:
     from .enroll import describe, enroll_photos
     from .flash import ProgressBar, flash
     from .monitor import EventFilter, Monitor, Recorder
@@ -198,10 +198,15 @@ def run_demo(video: str | None = None, enroll: list[tuple[str, str]] | None = No
 
     timeline = Timeline(n_frames, fps)
     recorder = Recorder() if record or plot else None
+    explainer = None
+    if explain:
+        from .explain import ExplainWriter
+
+        explainer = ExplainWriter(explain)
     board = VirtualBoard(flash_root, video=str(video_path))
     board.start()
     mon = Monitor(str(board.port), colour=colour, event_filter=EventFilter(exclude=["debug.*", "stats"]),
-                  recorder=recorder, log_lines=0, on_event=timeline.on_event, out=out)
+                  recorder=recorder, log_lines=0, on_event=timeline.on_event, out=out, explainer=explainer)
     mon.quiet = True
     try:
         mon.start()
@@ -221,8 +226,8 @@ def run_demo(video: str | None = None, enroll: list[tuple[str, str]] | None = No
         with timeline.lock:
             timeline.started = False
         mon.link.request(P.Opcode.REBOOT, timeout_s=30.0)
-        if recorder is not None:  # a board boots with debug embeddings off (they are biometric data)
-            mon.link.request(P.Opcode.DEBUG_EMBEDDINGS, {"on": True}, timeout_s=30.0)
+        if recorder is not None or explainer is not None:  # a board boots with them off (biometric data)
+            mon.link.request(P.Opcode.DEBUG_EMBEDDINGS, {"on": True, "explain": explainer is not None}, timeout_s=30.0)
         booted_by = time.monotonic() + 60.0
         while not timeline.started and time.monotonic() < booted_by:
             mon.watch(0.1)  # events of the previous pass still in flight stay quiet
@@ -250,6 +255,9 @@ def run_demo(video: str | None = None, enroll: list[tuple[str, str]] | None = No
         board_stats = mon.link.request(P.Opcode.STATS)
         for line in summary_lines(timeline, info, board_stats, mon.link.stats, mon.summary()):
             say(line)
+        if explainer is not None:
+            explainer.flush(mon.link)
+            say(f"wrote {explainer.written} explain panels to {explain} (index.jsonl; `wearface plot {explain}`)")
         if recorder is not None:
             rec_path = record or str(work / "demo_embeddings.npz")
             say(f"recorded {recorder.save(rec_path)} debug embeddings to {rec_path}")
