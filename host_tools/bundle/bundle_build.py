@@ -294,6 +294,16 @@ def build_test_bundle(seed: int = 0, key_path: str | os.PathLike | None = keylib
     return sign_bundle(data, key_path) if key_path is not None else data
 
 
+def golden_inputs(align_qnet: qn.QuantizedNet, embed_qnet: qn.QuantizedNet, count: int, seed: int) -> dict:
+    """The golden inputs of ``wearface bundle build``: ``count`` synthetic images per net (smooth noise in the
+    face range, seeds ``seed + 7`` and ``seed + 8``), never crops of the shared data: a bundle is committed and
+    shipped, and images derived from the data must not be."""
+    from wearface.kernels.ptq import random_images
+
+    return {role: random_images(net.spec.input_shape, count, seed + 7 + i)
+            for i, (role, net) in enumerate((("align", align_qnet), ("embed", embed_qnet)))}
+
+
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
     """Write ``data`` to ``path`` via a temporary file and rename (no half-written bundles)."""
     path = Path(path)

@@ -407,3 +407,21 @@ def run_interpreter(interp, image_uint8: np.ndarray) -> np.ndarray:
     interp.set_tensor(inp["index"], x)
     interp.invoke()
     return interp.get_tensor(out["index"]).reshape(-1).copy()
+
+
+def compare_with_litert(model_bytes: bytes, qnet: qn.QuantizedNet, images: list):
+    """Yield one report line per LiteRT kernel set (``RESOLVERS``): how far LiteRT's int8 outputs of
+    ``images`` are from our runtime's on ``qnet``; one line saying LiteRT is missing when it is."""
+    from wearface.kernels.runtime import Int8Runtime
+
+    ours = [Int8Runtime(qnet).run_int8(im).reshape(-1).astype(np.int32) for im in images]
+    for resolver in RESOLVERS:
+        interp = load_interpreter(model_bytes, resolver)
+        if interp is None:
+            yield "  LiteRT is not installed (pip install 'wearface[litert]'): no comparison"
+            return
+        diffs = [np.abs(o - run_interpreter(interp, im).astype(np.int32)) for o, im in zip(ours, images)]
+        worst = max(int(d.max()) for d in diffs)
+        count = sum(int((d > 0).sum()) for d in diffs)
+        yield (f"  LiteRT {resolver:<9}: {len(images)} golden inputs, max |diff| {worst} LSB, "
+               f"{count} of {sum(d.size for d in diffs)} outputs differ")

@@ -185,6 +185,26 @@ def output_error(fnet: FloatNet, qnet: qn.QuantizedNet, images: list) -> dict:
     return result
 
 
+def write_drift_report(fnet: FloatNet, qnet: qn.QuantizedNet, images: list, held_out: list, method: str,
+                       checkpoint_name: str, out_dir: Path, stem: str) -> str:
+    """``wearface quantize``'s report of one method: the per-layer drift table and the final outputs' error,
+    written to ``out_dir/stem.md`` and ``out_dir/stem.png``; returns the text it prints."""
+    rows = layer_drift(fnet, qnet, held_out)
+    table = drift_table(rows)
+    title = (f"{checkpoint_name}: net {fnet.spec.name}, {method} on {len(images)} crops, "
+             f"{len(held_out)} held-out crops")
+    err = output_error(fnet, qnet, held_out)
+    if fnet.spec.output == "regression":
+        parts = ", ".join(f"{m:.5f} (max {x:.5f})" for m, x in zip(err["abs_diff_mean"], err["abs_diff_max"]))
+        line = (f"final outputs |float - int8| per component (align: dx, dy in frame widths, angle in rad), "
+                f"mean (max): {parts}")
+    else:
+        line = f"embedding L2 distance float vs int8: mean {err['l2_mean']:.4f}, max {err['l2_max']:.4f}"
+    (out_dir / f"{stem}.md").write_text(f"{title}\n\n{table}\n\n{line}\n")
+    save_drift_png(rows, out_dir / f"{stem}.png", title)
+    return f"{title}\n{table}\n{line}\nwrote {out_dir / (stem + '.md')} and {out_dir / (stem + '.png')}"
+
+
 def drift_table(rows: list[DriftRow]) -> str:
     lines = ["| layer | type | output | cosine mean | cosine min |", "|---|---|---|---|---|"]
     for r in rows:
@@ -255,6 +275,22 @@ def lfw_int8(qnet: qn.QuantizedNet, data_root: str | Path, pair_stride: int = 1,
     if pair_stride > 1:
         pairs = dataclasses.replace(pairs, pairs=pairs.pairs[::pair_stride])
     return verify_pairs(int8_embedder(qnet), pairs, D.LfwImages(zip_path).crop112, batch=64, progress=progress)
+
+
+def accuracy_at(result, threshold: float) -> float:
+    """Fraction of a ``VerificationResult``'s pairs decided right at one fixed θ (not re-fit per fold)."""
+    return float(np.mean((result.dist < threshold) == result.same))
+
+
+def lfw_summary(results: dict, checkpoint_name: str, calibration_images: int) -> dict:
+    """``wearface quantize --lfw``'s lfw.json: per net (float, int8 or one per method) its accuracy, TAR at
+    FAR 1e-3, mean fold threshold and pair count; the checkpoint's name and the calibration count."""
+    summary = {k: {"accuracy_mean": r.mean, "accuracy_std": r.std, "tar_at_far_1e3": r.tar_at_far_1e3,
+                   "threshold_mean": float(r.thresholds.mean()), "pairs": int(len(r.dist))}
+               for k, r in results.items()}
+    summary["checkpoint"] = checkpoint_name
+    summary["calibration_images"] = calibration_images
+    return summary
 
 
 def _lfw_files(data_root) -> tuple[Path, Path]:
