@@ -57,6 +57,8 @@ DEFAULT_CHUNK_BYTES = 4096
 #: array dtypes a payload may carry (anything else is a BAD_REQUEST: no object arrays over the wire)
 ARRAY_DTYPES = frozenset({"uint8", "int8", "int16", "uint16", "int32", "uint32", "float16", "float32", "float64"})
 BIN_KEY = "$bin"
+#: ANSWER_PART: the most bytes one part may ask for
+MAX_ANSWER_PART_BYTES = 65536
 EVENT_SEQ_MODULO = 1 << 16
 
 
@@ -83,6 +85,8 @@ class Opcode(IntEnum):
     STATS = 11
     LOG_TAIL = 12
     GALLERY_CROPS = 13
+    #: a piece of a kept answer (for long answers over a damaging line; see docs/PROTOCOL.md, Reliability)
+    ANSWER_PART = 14
 
 
 class Status(IntEnum):
@@ -246,6 +250,12 @@ def encode_frame(kind: Kind, seq: int, code: int, payload: dict | None = None, s
                             Status.BAD_REQUEST)
     body += CRC.pack(zlib.crc32(body))
     return b"\xc0" + slip_escape(body) + b"\xc0"
+
+
+def frame_crc(encoded: bytes) -> int:
+    """The CRC-32 field of an encoded frame (what the board keys its kept answers by, with seq and code)."""
+    (crc,) = CRC.unpack_from(slip_unescape(encoded.strip(b"\xc0")), -CRC.size)
+    return crc
 
 
 def decode_body(body: bytes) -> Frame:

@@ -428,6 +428,9 @@ class Server:
             self._send(self._answers[key], droppable=False)
             return
         self.counters["requests"] += 1
+        if frame.code == P.Opcode.ANSWER_PART:
+            self._answer_part(frame)
+            return
         handler = self.handlers.get(frame.code)
         if handler is None:
             self._answer(frame.seq, frame.code, P.Status.UNKNOWN_OPCODE,
@@ -448,6 +451,25 @@ class Server:
             except Exception:  # noqa: BLE001 - the answer is sent; a failed reboot must not end the server
                 self.counters["app_errors"] += 1
                 log.error("reboot failed:\n%s", traceback.format_exc())
+
+    def _answer_part(self, frame: P.Frame) -> None:
+        """ANSWER_PART {seq, code, crc, offset, size}: bytes of the kept answer to that request (the encoded frame
+        as it went on the wire), so a long answer crosses a damaging line in small pieces.  Not kept itself."""
+        args = frame.payload
+        names = ("seq", "code", "crc", "offset", "size")
+        if not isinstance(args, dict) or not all(type(args.get(k)) is int for k in names) or args["offset"] < 0 \
+                or not 1 <= args["size"] <= P.MAX_ANSWER_PART_BYTES:
+            self._answer(frame.seq, frame.code, P.Status.BAD_REQUEST,
+                         {"error": f"ANSWER_PART needs integers {', '.join(names)} (offset >= 0, "
+                                   f"1 <= size <= {P.MAX_ANSWER_PART_BYTES})"})
+            return
+        data = self._answers.get((args["seq"], args["code"], args["crc"]))
+        if data is None:
+            self._answer(frame.seq, frame.code, P.Status.NOT_FOUND,
+                         {"error": "no answer kept for that request (it never arrived intact, or is too old)"})
+            return
+        part = data[args["offset"]:args["offset"] + args["size"]]
+        self._answer(frame.seq, frame.code, P.Status.OK, {"data": part, "total": len(data)})
 
     def _fault(self, fault: P.DecodeFault) -> None:
         self.counters["bad_frames"] += 1

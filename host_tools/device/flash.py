@@ -19,6 +19,7 @@ board).  Steps, each with its own error (exit codes in docs/PROTOCOL.md):
 from __future__ import annotations
 
 import hashlib
+import math
 import sys
 import time
 import zlib
@@ -35,6 +36,65 @@ from .link import Link
 RESUME_TIMEOUT_S = 30.0
 CONFIRM_TIMEOUT_S = 90.0
 INFO_POLL_S = 0.5
+#: the smallest chunk the adaptive size goes down to (a line flipping 1 % of its bytes wants ~100)
+MIN_CHUNK_BYTES = 32
+#: bytes a FLASH_CHUNK round trip adds to its data on the wire (request header, JSON, CRC, ENDs; the answer)
+CHUNK_OVERHEAD_BYTES = 110
+#: tries of the flash's control requests (INFO, FLASH_BEGIN, FLASH_END, REBOOT) at least, whatever the link's
+CONTROL_RETRIES = 12
+
+
+class ChunkSizer:
+    """The chunk size for a line that damages some bytes: shrinks when chunks fail, grows back when they pass.
+
+    Like TCP's AIMD it cuts at once on a loss and grows while the line is clean, but aims where throughput
+    peaks: a round trip of ``n`` bytes on a line damaging a fraction ``p`` of its bytes passes with
+    ``(1-p)**n``, and ``data * (1-p)**(data + overhead)`` is largest at ``data = 1/p``.  ``p`` is estimated
+    from the failed share of the last ~10 attempts (exponentially weighted) and their bytes on the wire.  A
+    failure never grows the size and never leaves it above ``1/p``; a success never shrinks it and at most
+    doubles it (clean line: ``p`` -> 0, the size returns to ``max_bytes`` within a few dozen chunks).
+    """
+
+    def __init__(self, max_bytes: int, min_bytes: int = MIN_CHUNK_BYTES, memory: float = 0.9):
+        self.min_bytes = max(1, min(min_bytes, max_bytes))
+        self.max_bytes = max(self.min_bytes, max_bytes)
+        self.memory = memory
+        self.size = self.max_bytes
+        self.attempts = 0
+        self.failures = 0
+        #: (attempt number, new size) at each change: shrinks and growths, for tests and the bench
+        self.history: list[tuple[int, int]] = []
+        self._w_attempts = self._w_fails = self._w_wire = 0.0
+
+    @property
+    def smallest(self) -> int:
+        return min([self.max_bytes] + [size for _, size in self.history])
+
+    def damage_per_byte(self) -> float:
+        """The estimated share of bytes the line damages (0 while the recent attempts all passed)."""
+        if self._w_attempts == 0:
+            return 0.0
+        fail = self._w_fails / self._w_attempts
+        if fail < 1e-3:
+            return 0.0
+        return -math.log(max(1.0 - fail, 0.05)) / (self._w_wire / self._w_attempts)
+
+    def record(self, ok: bool, data_bytes: int) -> int:
+        """One chunk's attempt passed (``ok``) or failed; returns the size for the next chunk."""
+        self.attempts += 1
+        self.failures += not ok
+        m = self.memory
+        self._w_attempts = m * self._w_attempts + 1.0
+        self._w_fails = m * self._w_fails + (0.0 if ok else 1.0)
+        self._w_wire = m * self._w_wire + data_bytes + CHUNK_OVERHEAD_BYTES
+        p = self.damage_per_byte()
+        target = self.max_bytes if p <= 0 else int(1.0 / p)
+        new = max(self.size, min(target, 2 * self.size)) if ok else min(self.size, target)
+        new = max(self.min_bytes, min(self.max_bytes, new))
+        if new != self.size:
+            self.size = new
+            self.history.append((self.attempts, new))
+        return new
 
 
 @dataclass
@@ -130,7 +190,7 @@ def _chunk_payload(data: bytes, offset: int, chunk_bytes: int) -> dict:
 
 
 def _pipelined(link: Link, data: bytes, offset: int, chunk_bytes: int, window: int,
-               progress: ProgressFn | None) -> int:
+               progress: ProgressFn | None, sizer: ChunkSizer | None = None) -> int:
     """Keep ``window`` chunks in flight so the wire is busy while the board writes; return the offset reached.
 
     Stops at the first answer that is missing, damaged or not the expected offset (a lost or damaged chunk makes
@@ -149,7 +209,11 @@ def _pipelined(link: Link, data: bytes, offset: int, chunk_bytes: int, window: i
             sent, end = inflight.popleft()
             frame = link.wait_for(sent)
             if frame is None or frame.status != P.Status.OK or frame.payload.get("offset") != end:
+                if sizer is not None:
+                    sizer.record(False, chunk_bytes)
                 return offset
+            if sizer is not None:
+                sizer.record(True, chunk_bytes)
             offset = end
             if progress:
                 progress(offset, len(data))
@@ -160,53 +224,72 @@ def _pipelined(link: Link, data: bytes, offset: int, chunk_bytes: int, window: i
 
 
 def upload(link: Link, data: bytes, chunk_bytes: int = P.DEFAULT_CHUNK_BYTES, progress: ProgressFn | None = None,
-           resume_timeout_s: float = RESUME_TIMEOUT_S, window: int = 1) -> tuple[dict, int, int]:
+           resume_timeout_s: float = RESUME_TIMEOUT_S, window: int = 1,
+           sizer: ChunkSizer | None = None) -> tuple[dict, int, int]:
     """Steps 2-3: returns (FLASH_BEGIN answer, first resume offset, number of resumes after a cut).
 
-    ``window`` > 1 pipelines that many chunks while the line is clean and falls back to one at a time, with
-    retries, after any hiccup (then tries the window again).
+    ``chunk_bytes`` is the largest chunk; a :class:`ChunkSizer` (pass your own to read its ``history``) shrinks
+    it when chunks fail and grows it back when they pass.  Each try of a chunk is a fresh request of the current
+    size; an answer lost after the board wrote the chunk comes back as FLASH_OFFSET with the board's offset, which
+    is where the next chunk starts.  ``window`` > 1 pipelines that many chunks while the line is clean (no
+    recent failure, full-size chunks) and goes one at a time after any hiccup.  No answer at all for
+    ``resume_timeout_s``: LinkError, naming a damaging line when damaged frames kept coming, a vanished board
+    otherwise (run the same command again to resume).
     """
+    sizer = sizer if sizer is not None else ChunkSizer(chunk_bytes)
     sha = hashlib.sha256(data).digest()
-    begin = link.request(P.Opcode.FLASH_BEGIN, {"size": len(data), "sha256": sha})
+    begin_args = {"size": len(data), "sha256": sha}
+    retries = max(link.retries, CONTROL_RETRIES)
+    begin = link.request(P.Opcode.FLASH_BEGIN, begin_args, retries=retries)
     offset = first = int(begin.get("offset", 0))
     resumes = 0
     if progress:
         progress(offset, len(data))
-    lost_since: float | None = None
+    last_ok_t = time.monotonic()
+    rx_at_last_ok = link.stats.bytes_rx
     while offset < len(data):
-        if window > 1 and lost_since is None:
-            reached = _pipelined(link, data, offset, chunk_bytes, window, progress)
-            if reached >= len(data):
-                offset = reached
-                break
+        if window > 1 and sizer.size == sizer.max_bytes and sizer.damage_per_byte() == 0:
+            reached = _pipelined(link, data, offset, sizer.size, window, progress, sizer)
             if reached != offset:
                 offset = reached
-                continue  # progress was made: try the window again from the board's view of the offset
-            # no progress in the window: one chunk at a time, with retries, below
-        try:
-            frame = link.request_frame(P.Opcode.FLASH_CHUNK, _chunk_payload(data, offset, chunk_bytes))
-        except LinkError:
-            # the board is gone (cable, reboot, crash): wait for it, then ask it where to resume
-            lost_since = lost_since or time.monotonic()
-            if time.monotonic() - lost_since > resume_timeout_s:
+                last_ok_t, rx_at_last_ok = time.monotonic(), link.stats.bytes_rx
+                continue
+        payload = _chunk_payload(data, offset, sizer.size)
+        sent = link.send(P.Opcode.FLASH_CHUNK, payload, response_bytes=64)
+        frame = link.wait_for(sent)
+        status = None if frame is None else frame.status
+        if status == P.Status.OK and isinstance(frame.payload.get("offset"), int):
+            sizer.record(True, len(payload["data"]))
+            offset = int(frame.payload["offset"])
+        elif status == P.Status.FLASH_OFFSET and isinstance(frame.payload.get("offset"), int) \
+                and 0 <= frame.payload["offset"] <= len(data):
+            # an earlier copy got written and its answer lost on the way: go on from where the board is
+            sizer.record(True, len(payload["data"]))
+            offset = int(frame.payload["offset"])
+        elif status is None or status in (P.Status.BAD_FRAME, P.Status.CHUNK_CRC):
+            sizer.record(False, len(payload["data"]))
+            if time.monotonic() - last_ok_t > resume_timeout_s:
+                if link.stats.bytes_rx > rx_at_last_ok and link.stats.line_damaging():
+                    raise LinkError(f"{link.url}: the line is damaging frames: no chunk got through for "
+                                    f"{resume_timeout_s:.0f} s at byte {offset} of {len(data)}, with chunks down to "
+                                    f"{sizer.size} bytes ({link.stats.line_report()}); check the cable and the "
+                                    f"baud rate, then run the same flash command again to resume")
                 raise LinkError(f"{link.url}: board gone for more than {resume_timeout_s:.0f} s during the upload "
                                 f"at byte {offset} of {len(data)}; run the same flash command again to resume")
-            time.sleep(0.2)
+            if not link.connected or sent.write_failed:
+                time.sleep(0.2)  # the board is gone (cable, reboot, crash): wait for it
             continue
-        if frame.status == P.Status.OK:
-            lost_since = None
-            offset = int(frame.payload["offset"])
-        elif frame.status in (P.Status.FLASH_OFFSET, P.Status.APP_ERROR) and frame.payload.get("reason") in (
+        elif status in (P.Status.FLASH_OFFSET, P.Status.APP_ERROR) and frame.payload.get("reason") in (
                 "offset_mismatch", "no_flash_in_progress", None):
             # the board restarted or lost our place: begin again with the same hash, it says where to go on
-            begin = link.request(P.Opcode.FLASH_BEGIN, {"size": len(data), "sha256": sha})
+            begin = link.request(P.Opcode.FLASH_BEGIN, begin_args, retries=retries)
             offset = int(begin.get("offset", 0))
             resumes += 1
-            lost_since = None
         else:
             from .link import board_error
 
             raise board_error(P.Opcode.FLASH_CHUNK, frame)
+        last_ok_t, rx_at_last_ok = time.monotonic(), link.stats.bytes_rx
         if progress:
             progress(offset, len(data))
     return begin, first, resumes
@@ -246,18 +329,20 @@ def wait_for_verdict(link: Link, slot: str, timeout_s: float = CONFIRM_TIMEOUT_S
 def flash(link: Link, data: bytes, *, name: str = "bundle", trusted_keys: list | None = None,
           chunk_bytes: int = P.DEFAULT_CHUNK_BYTES, progress: ProgressFn | None = None, reboot: bool = True,
           confirm_timeout_s: float = CONFIRM_TIMEOUT_S, resume_timeout_s: float = RESUME_TIMEOUT_S,
-          log: Callable[[str], None] | None = None, window: int = 2) -> FlashResult:
+          log: Callable[[str], None] | None = None, window: int = 2,
+          sizer: ChunkSizer | None = None) -> FlashResult:
     """The whole procedure (steps 1-5 in the module docstring)."""
-    info = link.request(P.Opcode.INFO)
+    retries = max(link.retries, CONTROL_RETRIES)
+    info = link.request(P.Opcode.INFO, retries=retries)
     bundle = verify_locally(data, info, trusted_keys, name)
     if log:
         log(f"{name}: {len(data)} bytes, model {bundle.model_version}, signature ok, "
             f"compatible with {info.get('compatible')!r}")
     t0 = time.monotonic()
-    begin, first, resumes = upload(link, data, chunk_bytes, progress, resume_timeout_s, window)
+    begin, first, resumes = upload(link, data, chunk_bytes, progress, resume_timeout_s, window, sizer)
     upload_s = time.monotonic() - t0
     slot = str(begin.get("slot"))
-    frame = link.request_frame(P.Opcode.FLASH_END, timeout_s=30.0)
+    frame = link.request_frame(P.Opcode.FLASH_END, timeout_s=30.0, retries=retries)
     if frame.status != P.Status.OK:
         reason = frame.payload.get("reason") or frame.status
         raise FlashRejectedError(f"board rejected the uploaded bundle in slot {slot}: {reason}: "
@@ -269,7 +354,7 @@ def flash(link: Link, data: bytes, *, name: str = "bundle", trusted_keys: list |
         return result
     if log:
         log(f"slot {slot} pending; rebooting into it on trial")
-    link.request(P.Opcode.REBOOT, timeout_s=30.0)
+    link.request(P.Opcode.REBOOT, timeout_s=30.0, retries=retries)
     result.final_state = wait_for_verdict(link, slot, confirm_timeout_s, log)
     result.confirmed = True
     return result

@@ -37,6 +37,11 @@ STATUS_ERRORS = {
 }
 #: statuses that say "this copy of the request did not arrive intact": send it again
 RESEND_STATUSES = {P.Status.BAD_FRAME, P.Status.CHUNK_CRC}
+#: bytes of a kept answer asked for per ANSWER_PART: a part's round trip is ~200 bytes, which crosses a line
+#: flipping 1 % of its bytes in one of ~8 tries (a whole 1 KB INFO answer: one in 20,000)
+ANSWER_PART_BYTES = 48
+#: tries per part: at 1 % flipped bytes a part fails 87 % of the time
+ANSWER_PART_RETRIES = 100
 
 
 @dataclass
@@ -50,6 +55,21 @@ class LinkStats:
     events_lost: int = 0
     bytes_tx: int = 0
     bytes_rx: int = 0
+    #: intact frames received (answers and events): with bad_frames_rx, how much the line damages
+    frames_rx: int = 0
+    #: BAD_FRAME answers: requests the board received damaged
+    bad_frames_reported: int = 0
+    #: long answers fetched in pieces (ANSWER_PART) because whole copies kept arriving damaged
+    answers_in_parts: int = 0
+
+    def line_report(self) -> str:
+        """``N of M frames received bad, K requests arrived damaged at the board``: what the line does."""
+        total = self.frames_rx + self.bad_frames_rx
+        return (f"{self.bad_frames_rx} of {total} frames received bad (CRC/framing errors), "
+                f"{self.bad_frames_reported} requests arrived damaged at the board, {self.retries} resends")
+
+    def line_damaging(self) -> bool:
+        return self.bad_frames_rx + self.bad_frames_reported > 0
 
 
 class _Pending:
@@ -109,6 +129,8 @@ class Link:
         self._last_event_seq: int | None = None
         self._reader: threading.Thread | None = None
         self._last_open_error: Exception | None = None
+        #: None: unknown whether the board answers ANSWER_PART; False: it does not (an older firmware)
+        self._parts_ok: bool | None = None
 
     # -- lifecycle
 
@@ -198,9 +220,13 @@ class Link:
             self._call(self.on_raw, data)
         for item in decoder.feed(data):
             if isinstance(item, P.Frame):
+                self.stats.frames_rx += 1
                 self._dispatch(item)
             else:
+                # most likely an answer damaged on the way: resend now rather than wait out the timeout (the
+                # board answers a repeated request from memory, so an extra resend costs only line time)
                 self.stats.bad_frames_rx += 1
+                self._wake_all_for_resend()
 
     @staticmethod
     def _call(callback, arg) -> None:
@@ -215,6 +241,7 @@ class Link:
     def _dispatch(self, frame: P.Frame) -> None:
         if frame.kind == P.Kind.RESPONSE:
             if frame.seq == P.RESPONSE_SEQ_UNKNOWN and frame.status == P.Status.BAD_FRAME:
+                self.stats.bad_frames_reported += 1
                 self._wake_all_for_resend()
                 return
             with self._pending_lock:
@@ -319,11 +346,14 @@ class Link:
 
         Resends the same frame (same seq, so the board answers from its memory instead of acting twice) when an
         attempt times out, the answer says the request arrived damaged, or the port came back after a drop.
-        Raises LinkError after ``retries`` resends without an answer.
+        When copies keep arriving damaged (a long answer on a line that flips bytes), the answer is fetched from
+        the board's memory in small pieces (ANSWER_PART; skipped with boards that do not know it).
+        Raises LinkError after ``retries`` resends without an answer; its message names a damaging line.
         """
         retries = self.retries if retries is None else retries
         seq = self._next_seq()
         data = P.encode_frame(P.Kind.REQUEST, seq, opcode, payload)
+        damaged_before = self.stats.bad_frames_rx + self.stats.bad_frames_reported
         pending = _Pending(seq)
         with self._pending_lock:
             self._pending[seq] = pending
@@ -352,13 +382,47 @@ class Link:
                     return frame
                 if not pending.resend.is_set():
                     self.stats.timeouts += 1
+                damaged = self.stats.bad_frames_rx + self.stats.bad_frames_reported > damaged_before
+                if attempt >= 1 and damaged and opcode != P.Opcode.ANSWER_PART and self._parts_ok is not False:
+                    frame = self._fetch_answer(seq, opcode, P.frame_crc(data))
+                    if frame is not None:
+                        return frame
             what = Opcode_name(opcode)
+            if self.stats.bad_frames_rx + self.stats.bad_frames_reported > damaged_before:
+                raise LinkError(f"{self.url}: the line is damaging frames: no intact answer to {what} after "
+                                f"{retries + 1} attempts ({self.stats.line_report()}); check the cable, its "
+                                f"length and the baud rate")
             state = "connected" if self.connected else "port missing"
             raise LinkError(f"{self.url}: no answer to {what} after {retries + 1} attempts of {attempt_s:.1f} s "
                             f"({state}; {self.stats.bad_frames_rx} damaged frames received)")
         finally:
             with self._pending_lock:
                 self._pending.pop(seq, None)
+
+    def _fetch_answer(self, seq: int, opcode: int, crc: int) -> P.Frame | None:
+        """The board's kept answer to request (seq, opcode, crc), fetched ANSWER_PART_BYTES at a time; None when
+        the board has none (the request never arrived intact: resend it) or does not know ANSWER_PART."""
+        buf = bytearray()
+        total: int | None = None
+        while total is None or len(buf) < total:
+            frame = self.request_frame(P.Opcode.ANSWER_PART, {"seq": seq, "code": int(opcode), "crc": crc,
+                                                              "offset": len(buf), "size": ANSWER_PART_BYTES},
+                                       retries=max(self.retries, ANSWER_PART_RETRIES))
+            if frame.status in (P.Status.UNKNOWN_OPCODE, P.Status.BAD_REQUEST):
+                self._parts_ok = False
+                return None
+            if frame.status != P.Status.OK:
+                return None
+            self._parts_ok = True
+            piece, total = frame.payload.get("data"), frame.payload.get("total")
+            if not isinstance(piece, bytes) or type(total) is not int or not piece and len(buf) < total:
+                return None
+            buf += piece
+        self.stats.answers_in_parts += 1
+        for item in P.FrameDecoder().feed(bytes(buf)):
+            if isinstance(item, P.Frame) and item.kind == P.Kind.RESPONSE and item.seq == seq:
+                return item
+        return None
 
     def request(self, opcode: P.Opcode, payload: dict | None = None, timeout_s: float | None = None,
                 retries: int | None = None, response_bytes: int = 256) -> dict:
