@@ -32,18 +32,14 @@ class BundleReason(_IntEnum):
 class BundleError(FirmwareError):
     """A model bundle is malformed, unauthentic or unsuitable for this board.
 
-    ``reason`` is a ``BundleReason``; ``offset`` the byte where it was found (or None).  The CLI
-    exits with ``exit_code`` = 20 + reason, so each reason has its own status (21..31).
+    ``reason`` is a ``BundleReason``; ``offset`` the byte where it was found (or None).  (The host CLI
+    maps the reason to its exit status: ``host_tools/cli.py`` ``exit_code``.)
     """
 
     def __init__(self, reason: BundleReason, message: str, offset: int | None = None):
         super().__init__(message)
         self.reason = BundleReason(reason)
         self.offset = offset
-
-    @property
-    def exit_code(self) -> int:
-        return 20 + int(self.reason)
 
 
 class BoardFileError(FirmwareError):

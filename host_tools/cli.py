@@ -1,7 +1,7 @@
 """``wearface``: the one console script.  Finds verbs in ``wearface.host_tools.commands``.
 
-Turns the packages' root errors into one line on stderr and a non-zero exit status; any other
-exception is a bug and keeps its traceback.
+Turns the packages' root errors into one line on stderr and a non-zero exit status (``exit_code``); any
+other exception is a bug and keeps its traceback.
 """
 from __future__ import annotations
 
@@ -35,6 +35,21 @@ def _known_errors() -> tuple:
     return (HostToolError, FirmwareError, KernelError)
 
 
+#: A rejected bundle (``firmware.errors.BundleError``) exits with this + its ``BundleReason`` (21..31), one
+#: status per reason; the firmware knows only the reason.
+BUNDLE_EXIT_BASE = 20
+
+
+def exit_code(exc: BaseException) -> int:
+    """The exit status of a known error: 20 + reason for a ``BundleError``, else the error class's
+    ``exit_code`` (``host_tools/errors.py``), else 1."""
+    from wearface.firmware.errors import BundleError
+
+    if isinstance(exc, BundleError):
+        return BUNDLE_EXIT_BASE + int(exc.reason)
+    return getattr(exc, "exit_code", 1)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -45,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         status = args.func(args)
     except _known_errors() as exc:
         print(f"wearface {args.verb}: error: {exc}", file=sys.stderr)
-        return getattr(exc, "exit_code", 1)
+        return exit_code(exc)
     except KeyboardInterrupt:
         print(f"wearface {args.verb}: interrupted", file=sys.stderr)
         return 130

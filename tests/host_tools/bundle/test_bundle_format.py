@@ -174,7 +174,9 @@ def test_celeba_provenance_adds_the_terms():
 
 
 def test_error_exit_codes_are_distinct_per_reason():
-    codes = {BundleError(r, "x").exit_code for r in BundleReason}
+    from wearface.host_tools.cli import exit_code
+
+    codes = {exit_code(BundleError(r, "x")) for r in BundleReason}
     assert len(codes) == len(BundleReason) and min(codes) > 20
 
 
