@@ -52,6 +52,7 @@ def test_info_and_chunks_cross_one_percent_flips_and_chunks_grow_back(board, tmp
     assert sizes.index(sizer.smallest) < len(sizes) - 1
 
 
+@pytest.mark.slow  # ~60 s on the loaded 2-core machine: 800 KB in ~1 KB chunks
 def test_whole_bundle_flashes_through_dropped_bytes(board, tmp_path, bundle_bytes):
     with FaultProxy(board.port, tmp_path / "lossy", drop_p=0.001, seed=7) as proxy:
         with Link(str(tmp_path / "lossy"), timeout_s=0.5, retries=10, open_timeout_s=10) as link:
