@@ -565,23 +565,14 @@ def run_net(qnet: qn.QuantizedNet, image: np.ndarray, runtime=None) -> tuple[np.
     """Run one uint8 (H, W, 3) image through the int8 runtime: (int8 output, float32 output).
 
     The float output is the int8 output dequantized with the net's output scale and zero point,
-    and L2-normalised for an embedding net (``dequantize_output``).  ``runtime``: an
+    and L2-normalised for an embedding net (``kernels.qnet.dequantize_output``).  ``runtime``: an
     ``Int8Runtime`` of ``qnet`` to reuse (built here when None).
     """
     from wearface.kernels.runtime import Int8Runtime
 
     runtime = runtime if runtime is not None else Int8Runtime(qnet)
     out_int8 = np.asarray(runtime.run_int8(np.asarray(image)), dtype=np.int8)
-    return out_int8, dequantize_output(qnet, out_int8)
-
-
-def dequantize_output(qnet: qn.QuantizedNet, out_int8: np.ndarray) -> np.ndarray:
-    """int8 output -> float32 ``(q - zero_point) * scale``, L2-normalised for an embedding net
-    (the same float32 arithmetic as ``Int8Runtime.run``)."""
-    y = (out_int8.astype(np.float32) - np.float32(qnet.output_zero_point)) * np.float32(qnet.output_scale)
-    if qnet.spec.output == "embedding":
-        y /= np.float32(max(float(np.linalg.norm(y)), 1e-12))
-    return y
+    return out_int8, qn.dequantize_output(qnet, out_int8)
 
 
 def run_golden(bundle: Bundle, name: str = "bundle") -> None:

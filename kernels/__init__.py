@@ -2,7 +2,8 @@
 
 Imports numpy and numba only (never torch, never OpenCV).  Module map:
 
-* ``nets.py`` -- the layer lists (align, A, B, C); ``qnet.py`` -- the int8 net contract.
+* ``nets.py`` -- the layer lists (align, A, B, C); ``qnet.py`` -- the int8 net contract (and
+  ``dequantize_output``, the one int8 -> float mapping).
 * ``quant.py`` -- multiplier/shift and the requantization primitive (TFLite double rounding).
 * ``reference.py`` -- plain-numpy integer reference of every op (the specification);
   ``float_ref.py`` -- float reference and float forward; ``ptq.py`` -- post-training quantization.

@@ -90,3 +90,22 @@ class QuantizedNet:
     output_scale: float = 1.0
     output_zero_point: int = 0
     metadata: dict = field(default_factory=dict)
+
+
+# --- int8 back to real values -------------------------------------------------------------------
+
+def dequantize(values: np.ndarray, scale, zero_point, dtype=np.float32) -> np.ndarray:
+    """int8 values -> real ``(q - zero_point) * scale``, computed in ``dtype`` (float32 as the board;
+    float64 for the host's drift report)."""
+    dtype = np.dtype(dtype).type
+    return (np.asarray(values).astype(dtype) - dtype(zero_point)) * dtype(scale)
+
+
+def dequantize_output(qnet: QuantizedNet, out_int8: np.ndarray) -> np.ndarray:
+    """A net's int8 output -> float32 ``(q - output_zero_point) * output_scale``, L2-normalised for an
+    ``"embedding"`` net.  The one definition: ``Int8Runtime.run``, the bundle's golden vectors
+    (``firmware/bundle.py``) and the host's quantizer all call it."""
+    y = dequantize(out_int8, qnet.output_scale, qnet.output_zero_point, np.float32)
+    if qnet.spec.output == "embedding":
+        y /= np.float32(max(float(np.linalg.norm(y)), 1e-12))
+    return y

@@ -18,7 +18,7 @@ import numpy as np
 
 from . import nets, reference, tiles, validate
 from .errors import KernelError
-from .qnet import QuantizedNet
+from .qnet import QuantizedNet, dequantize_output
 
 BACKENDS = ("tiles", "reference")
 DEFAULT_BACKEND = "tiles"
@@ -91,12 +91,8 @@ class Int8Runtime:
         return [(names, fn) for names, fn, _ in plan.steps]
 
     def run(self, image_uint8: np.ndarray) -> np.ndarray:
-        """Dequantized float32 output; L2-normalised for an embedding net."""
-        q = self.run_int8(image_uint8)
-        y = (q.astype(np.float32) - np.float32(self.qnet.output_zero_point)) * np.float32(self.qnet.output_scale)
-        if self.spec.output == "embedding":
-            y /= np.float32(max(float(np.linalg.norm(y)), 1e-12))
-        return y
+        """Dequantized float32 output; L2-normalised for an embedding net (``qnet.dequantize_output``)."""
+        return dequantize_output(self.qnet, self.run_int8(image_uint8))
 
     def trace(self, image_uint8: np.ndarray) -> list:
         """Every layer's int8 output in layer order: [(layer_name, int8 array copy), ...]."""

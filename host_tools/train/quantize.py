@@ -156,7 +156,7 @@ def layer_drift(fnet: FloatNet, qnet: qn.QuantizedNet, images: list) -> list[Dri
         for i, (q, f, x) in enumerate(zip(qnet.layers, floats, ints)):
             if isinstance(q, (qn.QConv, qn.QAffine)):
                 scale, zp = q.output_scale, q.output_zero_point
-            deq = (np.asarray(x, np.float64) - zp) * scale
+            deq = qn.dequantize(x, scale, zp, np.float64)
             f = np.asarray(f, np.float64).reshape(-1)
             deq = deq.reshape(-1)
             denom = np.linalg.norm(f) * np.linalg.norm(deq)
