@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import pkgutil
 import sys
 
@@ -26,6 +27,33 @@ def build_parser() -> argparse.ArgumentParser:
         if register is not None:
             register(sub)
     return parser
+
+
+#: The wings log with ``logging.getLogger(__name__)``; the CLI prints their INFO messages, the text alone.
+#: These loggers' messages were a verb's own output and go to stdout; every other one's to stderr.
+STDOUT_LOGGERS = ("wearface.host_tools.train.train_align",)
+
+
+class _PrintHandler(logging.Handler):
+    """Prints a record's message as ``print(..., flush=True)`` would, to ``sys.stdout`` (loggers in
+    ``STDOUT_LOGGERS``) or ``sys.stderr`` as they are when it is written (so a test's capture sees it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            to_stdout = any(record.name == n or record.name.startswith(n + ".") for n in STDOUT_LOGGERS)
+            stream = sys.stdout if to_stdout else sys.stderr
+            stream.write(record.getMessage() + "\n")
+            stream.flush()
+        except Exception:
+            self.handleError(record)
+
+
+def configure_logging() -> None:
+    """INFO and above of ``wearface.host_tools.*`` printed (once per process, however often main runs)."""
+    root = logging.getLogger("wearface.host_tools")
+    if not any(isinstance(h, _PrintHandler) for h in root.handlers):
+        root.addHandler(_PrintHandler(logging.INFO))
+    root.setLevel(logging.INFO)
 
 
 def _known_errors() -> tuple:
@@ -53,6 +81,7 @@ def exit_code(exc: BaseException) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    configure_logging()
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

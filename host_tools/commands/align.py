@@ -46,7 +46,7 @@ def run_train(args) -> int:
                              max_per_source=args.max_per_source, sources=tuple(args.sources.split(",")),
                              threads=args.threads, seed=args.seed,
                              perturb=T.Perturbation(narrow_fraction=args.narrow_fraction))
-    T.train(cfg, args.out, resume=not args.no_resume, log=lambda m: print(m, flush=True))
+    T.train(cfg, args.out, resume=not args.no_resume)
     return 0
 
 

@@ -29,6 +29,7 @@ import contextlib
 import fcntl
 import importlib.util
 import json
+import logging
 import os
 import re
 import shlex
@@ -39,7 +40,7 @@ import time
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Iterator, Sequence
 
 from ..errors import NotAarch64BoardError, QemuMissingError, UserlandBuildError
 
@@ -65,11 +66,9 @@ DEFAULT_QEMU_CPU = "cortex-a53"
 #: qemu-user's default CPU, and how it is named for Numba when a board gives none
 STAMP_NAME = "READY.json"
 
-Log = Callable[[str], None]
+#: progress of the userland build; ``wearface board prepare|emulate`` prints it on stderr (``host_tools/cli.py``)
+_log = logging.getLogger(__name__)
 
-
-def _log_stderr(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def default_userland_dir() -> Path:
@@ -298,12 +297,12 @@ def wheel_platform_args(glibc: tuple[int, int]) -> list[str]:
     return args + ["--platform", "any"]
 
 
-def _install_wheels(userland: Userland, glibc: tuple[int, int], log: Log) -> list[str]:
+def _install_wheels(userland: Userland, glibc: tuple[int, int]) -> list[str]:
     wheels = userland.downloads / "wheels"
     wheels.mkdir(parents=True, exist_ok=True)
     platform = wheel_platform_args(glibc)
     requirements = pinned_requirements()
-    log(f"  pip download (aarch64): {' '.join(requirements)}")
+    _log.info(f"  pip download (aarch64): {' '.join(requirements)}")
     _run_tool([sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check", *platform,
                "-d", str(wheels), *requirements], "pip download of the aarch64 wheels")
     files = sorted(str(p) for p in wheels.glob("*.whl"))
@@ -429,7 +428,7 @@ SMOKE_CHECK = ("import platform, numpy, numba, cv2, cryptography, serial, pytest
 
 
 def prepare_userland(folder: Path | str | None = None, *, sources: Path | None = None, keep_downloads: bool = False,
-                     rebuild: bool = False, log: Log = _log_stderr) -> Userland:
+                     rebuild: bool = False) -> Userland:
     """Build the arm64 userland in ``folder`` unless its stamp says it is ready; always re-sync the project.
 
     ``sources``: an apt sources file for an arm64 mirror (default: the host's own Debian sources).
@@ -445,7 +444,7 @@ def prepare_userland(folder: Path | str | None = None, *, sources: Path | None =
                 _compile(userland, [userland.project])
             _write_launcher(userland, qemu)  # cheap; follows a moved qemu binary
             return userland
-        _build(userland, qemu, sources, keep_downloads, log)
+        _build(userland, qemu, sources, keep_downloads)
     return userland
 
 
@@ -454,9 +453,9 @@ def _compile(userland: Userland, folders: Sequence[Path]) -> None:
     run_python(userland, ["-m", "compileall", "-q", "-j", "0", *map(str, folders)], timeout_s=600)
 
 
-def _build(userland: Userland, qemu: str, sources: Path | None, keep_downloads: bool, log: Log) -> None:
+def _build(userland: Userland, qemu: str, sources: Path | None, keep_downloads: bool) -> None:
     dpkg_deb = _require_tool("dpkg-deb", "it unpacks the arm64 .debs (Debian/Ubuntu package dpkg)")
-    log(f"preparing the arm64 userland in {userland.folder} (once; ~30 s and ~0.5 GB)")
+    _log.info(f"preparing the arm64 userland in {userland.folder} (once; ~30 s and ~0.5 GB)")
     timings: dict[str, float] = {}
     for stale in (userland.stamp, ):
         stale.unlink(missing_ok=True)
@@ -467,7 +466,7 @@ def _build(userland: Userland, qemu: str, sources: Path | None, keep_downloads: 
     start = time.perf_counter()
     debs = _fetch_debs(userland.folder, sources)
     timings["apt_s"] = time.perf_counter() - start
-    log(f"  apt: {len(debs)} arm64 packages ({sum(d.stat().st_size for d in debs) / 1e6:.0f} MB) "
+    _log.info(f"  apt: {len(debs)} arm64 packages ({sum(d.stat().st_size for d in debs) / 1e6:.0f} MB) "
         f"in {timings['apt_s']:.1f} s")
 
     start = time.perf_counter()
@@ -479,9 +478,9 @@ def _build(userland: Userland, qemu: str, sources: Path | None, keep_downloads: 
         raise UserlandBuildError(f"{userland.interpreter} missing after unpacking {len(debs)} packages")
 
     start = time.perf_counter()
-    wheels = _install_wheels(userland, _glibc_version(debs), log)
+    wheels = _install_wheels(userland, _glibc_version(debs))
     timings["wheels_s"] = time.perf_counter() - start
-    log(f"  wheels: {len(wheels)} installed in {timings['wheels_s']:.1f} s")
+    _log.info(f"  wheels: {len(wheels)} installed in {timings['wheels_s']:.1f} s")
 
     _write_launcher(userland, qemu)
     sync_project(userland)
@@ -494,7 +493,7 @@ def _build(userland: Userland, qemu: str, sources: Path | None, keep_downloads: 
     timings["smoke_s"] = time.perf_counter() - start
     if not smoke or smoke[0] != "aarch64":
         raise UserlandBuildError(f"the emulated python reports machine {smoke[:1]}, expected aarch64")
-    log(f"  emulated python works: {' '.join(smoke)}")
+    _log.info(f"  emulated python works: {' '.join(smoke)}")
 
     downloads_bytes = _folder_size_bytes(userland.downloads) + _folder_size_bytes(userland.folder / "apt")
     if not keep_downloads:
@@ -509,7 +508,7 @@ def _build(userland: Userland, qemu: str, sources: Path | None, keep_downloads: 
     tmp = userland.stamp.with_suffix(".tmp")
     tmp.write_text(json.dumps(stamp, indent=2) + "\n")
     tmp.replace(userland.stamp)
-    log(f"arm64 userland ready in {timings['total_s']:.1f} s, {size / 1e6:.0f} MB ({userland.folder})")
+    _log.info(f"arm64 userland ready in {timings['total_s']:.1f} s, {size / 1e6:.0f} MB ({userland.folder})")
 
 
 # ------------------------------------------------------------------------------------------ the board
@@ -535,7 +534,7 @@ def emulated_board_file(board_file: str | Path, flash_dir: str | Path) -> Path:
 
 def emulated_board(board_file: str | Path, flash_dir: str | Path, *, userland: Userland | None = None,
                    video: str | None = EMULATED_DEFAULT_VIDEO, qemu_cpu: str | None = None, restart: bool = True,
-                   log: Log = _log_stderr, dev_key: bool = True):
+                   dev_key: bool = True):
     """A :class:`~wearface.host_tools.device.virtual_board.VirtualBoard` whose firmware runs on the board's own
     instruction set: the real ``python -m wearface.firmware`` under qemu-aarch64 with the board's CPU model,
     on a fresh pty per boot (``.port`` is the stable path for ``wearface flash/monitor``), ``flash_dir``
@@ -557,6 +556,6 @@ def emulated_board(board_file: str | Path, flash_dir: str | Path, *, userland: U
     cpu = qemu_cpu or board_qemu_cpu(board)
     if dev_key and not board.public_keys:
         board_file = emulated_board_file(board_file, flash_dir)
-    userland = userland or prepare_userland(log=log)
+    userland = userland or prepare_userland()
     return VirtualBoard(flash_dir, Path(board_file).resolve(), video, firmware_cmd=firmware_command(userland),
                         env=userland.env(cpu), restart=restart)

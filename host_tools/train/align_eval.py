@@ -114,7 +114,7 @@ def report(data_dir, checkpoint, n_images: int = 2000, iterations: int = 2, seed
         _print_lfw(res)
         out[("lfw", roll)] = res
     _, val = T.load_images(data_dir, tuple(cfg["sources"]), cfg["val_percent"], cfg["max_per_source"], cfg["seed"],
-                           log=lambda *a: None, held_out_only=True)
+                           verbose=False, held_out_only=True)
     p = T.Perturbation(**cfg["perturb"]) if isinstance(cfg["perturb"], dict) else cfg["perturb"]
     for label, q in (("broad", T.broad(p)), ("narrow", T.narrow(p))):
         held = T.held_out_error(model, val, q, seed=seed + 1, n=4000)

@@ -17,6 +17,7 @@ the identity picks ~5% held out); LFW is used for evaluation only.
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import os
 import pickle
@@ -34,6 +35,9 @@ from wearface.kernels import nets
 
 from ..errors import DataError
 from .align_data import ImageZip, read_index
+
+#: progress of loading and training; ``wearface align train`` prints it on stdout (``host_tools/cli.py``)
+_log = logging.getLogger(__name__)
 
 #: The template landmarks relative to the canonical centre, canonical px (5, 2).
 _TEMPLATE_REL = geom.LANDMARK_TEMPLATE - geom.FRAME_CENTRE
@@ -97,9 +101,9 @@ class FaceImage:
 
 
 def load_images(data_dir, sources, val_percent: int, max_per_source: int = 0, seed: int = 0,
-                log=print, held_out_only: bool = False) -> tuple[list[FaceImage], list[FaceImage]]:
+                verbose: bool = True, held_out_only: bool = False) -> tuple[list[FaceImage], list[FaceImage]]:
     """Decode every image with landmarks from ``sources``: (train, held_out) lists (train stays
-    empty with ``held_out_only``)."""
+    empty with ``held_out_only``).  Logs one line per source (at DEBUG when not ``verbose``)."""
     train, val = [], []
     rng = np.random.default_rng(seed)
     for name in sources:
@@ -116,7 +120,8 @@ def load_images(data_dir, sources, val_percent: int, max_per_source: int = 0, se
             face = FaceImage(img, it.landmarks + PAD_PX)
             (val if held else train).append(face)
         zf.close()
-        log(f"loaded {len(items)} images from {name} in {time.time() - t0:.1f} s")
+        _log.log(logging.INFO if verbose else logging.DEBUG,
+                 f"loaded {len(items)} images from {name} in {time.time() - t0:.1f} s")
     if not train and not held_out_only:
         raise DataError(f"{data_dir}: no training images with landmarks in {list(sources)}")
     return train, val
@@ -282,14 +287,14 @@ def held_out_error(model, faces, p: Perturbation, seed: int = 1, n: int = 2000) 
                 landmark_px_before=float(before.mean()), landmark_px_after=float(after.mean()))
 
 
-def train(cfg: AlignTrainConfig, out_dir, resume: bool = True, log=print) -> dict:
+def train(cfg: AlignTrainConfig, out_dir, resume: bool = True) -> dict:
     """Train; checkpoints ``out_dir/last.pt`` every epoch (resumes from it) and returns metrics."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    train_faces, val_faces = load_images(cfg.data, cfg.sources, cfg.val_percent, cfg.max_per_source, cfg.seed, log)
-    log(f"train {len(train_faces)} images, held out {len(val_faces)}")
+    train_faces, val_faces = load_images(cfg.data, cfg.sources, cfg.val_percent, cfg.max_per_source, cfg.seed)
+    _log.info(f"train {len(train_faces)} images, held out {len(val_faces)}")
     model = build_model(cfg)
     steps_per_epoch = max(len(train_faces) // cfg.batch_size, 1)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -305,7 +310,7 @@ def train(cfg: AlignTrainConfig, out_dir, resume: bool = True, log=print) -> dic
         sched.load_state_dict(ckpt["scheduler"])
         torch.set_rng_state(ckpt["torch_rng"])
         epoch, step, wall_s = ckpt["epoch"], ckpt["step"], ckpt["wall_s"]
-        log(f"resumed from {last} at epoch {epoch}")
+        _log.info(f"resumed from {last} at epoch {epoch}")
     metrics = {}
     while epoch < cfg.epochs:
         t0 = time.time()
@@ -327,7 +332,8 @@ def train(cfg: AlignTrainConfig, out_dir, resume: bool = True, log=print) -> dic
         wall_s += time.time() - t0
         metrics = held_out_error(model, val_faces or train_faces, broad(cfg.perturb), n=1000)
         metrics["train_loss"] = total / steps_per_epoch
-        log(f"epoch {epoch}/{cfg.epochs} loss {metrics['train_loss']:.3f} held-out: shift {metrics['shift_px_mean']:.2f} px, "
+        _log.info(f"epoch {epoch}/{cfg.epochs} loss {metrics['train_loss']:.3f} held-out: "
+                  f"shift {metrics['shift_px_mean']:.2f} px, "
             f"angle {metrics['angle_deg_mean']:.2f} deg, landmarks {metrics['landmark_px_before']:.2f} -> "
             f"{metrics['landmark_px_after']:.2f} px ({time.time() - t0:.0f} s, lr {sched.get_last_lr()[0]:.2e})")
         _save(checkpoint_dict(cfg, model, opt, sched, epoch, step, metrics, wall_s), last)
@@ -335,6 +341,6 @@ def train(cfg: AlignTrainConfig, out_dir, resume: bool = True, log=print) -> dic
     _save(final, out / "align.pt")
     metrics["held_out_broad"] = held_out_error(model, val_faces or train_faces, broad(cfg.perturb), n=4000)
     metrics["held_out_narrow"] = held_out_error(model, val_faces or train_faces, narrow(cfg.perturb), n=4000)
-    log(f"done: {out / 'align.pt'} ({wall_s / 60:.1f} min); held-out broad {metrics['held_out_broad']}; "
+    _log.info(f"done: {out / 'align.pt'} ({wall_s / 60:.1f} min); held-out broad {metrics['held_out_broad']}; "
         f"narrow {metrics['held_out_narrow']}")
     return metrics

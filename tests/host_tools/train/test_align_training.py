@@ -128,7 +128,7 @@ def test_held_out_split_is_by_identity_and_stable():
 
 @pytest.mark.needs_data
 def test_loads_shared_crops_with_landmarks(shared_data):
-    train, val = T.load_images(shared_data, ("wild", "more"), 50, max_per_source=20, log=lambda *a: None)
+    train, val = T.load_images(shared_data, ("wild", "more"), 50, max_per_source=20, verbose=False)
     assert len(train) + len(val) == 40
     face = (train + val)[0]
     assert face.image.dtype == np.uint8 and face.landmarks.shape == (5, 2)
