@@ -172,6 +172,10 @@ def verify_locally(data: bytes, info: dict, trusted_keys: list | None = None, na
     if not keys:
         from ..errors import DataError
 
+        if "public_keys" in info:  # the board answered: it trusts nothing yet
+            raise DataError(f"board {info.get('board')!r} ({info.get('compatible')!r}) trusts no signing key (not "
+                            f"provisioned): it refuses every bundle; provision its board file with `wearface keys "
+                            f"provision BOARD.toml --key KEY.pub` (docs/FIRMWARE.md, Provisioning)")
         raise DataError(f"no public key known for board {info.get('board')!r} ({info.get('compatible')!r}): it is "
                         f"not in boards/*.toml and does not report one; pass --key FILE")
     return verify_bundle(data, keys, info.get("compatible", ""), min_rollback=int(info.get("min_rollback") or 0),

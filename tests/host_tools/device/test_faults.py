@@ -41,7 +41,8 @@ def test_upload_completes_through_drops_duplicates_and_corruption(fake_board, tm
             end = link.request(P.Opcode.FLASH_END)  # the fake board checks the SHA-256 of what it got
     assert end["pending"] is True
     assert proxy.counters["dropped"] and proxy.counters["corrupted"] and proxy.counters["duplicated"]
-    assert link.stats.retries > 0
+    # recovered from damage: resent requests, or chunks the flash retried after the board reported them damaged
+    assert link.stats.retries + link.stats.bad_frames_reported + link.stats.bad_frames_rx > 0
 
 
 def test_short_cut_mid_flash_is_ridden_out(fake_board, tmp_path, bundle_bytes):
