@@ -33,4 +33,4 @@ for n in a b; do
   cp "$RUNS/$n/history.jsonl" "$DEST/${n}_history.jsonl" 2>/dev/null
 done
 cat "$RUNS/status.txt" "$RUNS/a.log" "$RUNS/b.log" > "$DEST/logs.txt"
-cat "$RUNS/status.txt"; tail -3 "$RUNS/a.log" "$RUNS/b.log"
+cat "$RUNS/status.txt"; tail -n 3 "$RUNS/a.log" "$RUNS/b.log"
