@@ -3,7 +3,7 @@
 # resumed exactly from models/runs/a_5m/last.pt by every session (commit last.pt, best.pt and history.jsonl
 # before stopping).  Held-out CelebA identities choose best.pt; LFW View 1 dev accuracy is logged, never used.
 # One torch thread: with the 2 cores shared (tests, other work), two OpenMP threads spin-wait on each other
-# and ran at 29 images/s where one thread runs at ~100+.
+# (measured this session: 28 images/s with two threads, 41-71 with one, both while other work shared the cores).
 # Usage: bash scripts/long_run_a.sh [DATA]   (DATA defaults to ../shared/data); runs in the foreground.
 set -euo pipefail
 cd "$(dirname "$0")/.."

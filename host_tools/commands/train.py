@@ -47,7 +47,7 @@ def register(sub) -> None:
     d.add_argument("--video-bundle", default="models/default.wfb", help="bundle whose alignment net frames the video faces")
     d.add_argument("--video-stride", type=int, default=3, help="every Nth video frame")
     p.add_argument("--pipeline", choices=("loader", "memory"), default="loader",
-                   help="memory: decode every crop once, augment whole batches in torch on the device (faster)")
+                   help="memory: decode every crop once, augment whole batches in torch on the device")
     p.add_argument("--damage", type=float, default=1.0,
                    help="memory pipeline: strength of the camera damage (grey, side light, blur, occlusion...; 0: geometry only)")
     p.add_argument("--select-on", choices=("lfw_dev", "heldout"), default="lfw_dev",
