@@ -19,6 +19,9 @@ def register(sub) -> None:
     p.add_argument("--strangers", type=float, default=0.01, help="stranger share θ may name on the tune half (default 0.01)")
     p.add_argument("--theta", type=float, default=0.0, help="report at this θ instead of choosing one (0: choose)")
     p.add_argument("--identities", type=int, default=0, help="only the first N held-out identities (quick runs)")
+    p.add_argument("--exclude-trained-on", default="", metavar="PACK",
+                   help="leave out held-out identities this data pack (.npz) trains on (packs made before 0.2.1 split "
+                        "their own subsets, so a model trained on one may have seen some held-out identities)")
     p.add_argument("--json", default="", help="write the figures to this JSON file")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
@@ -30,7 +33,13 @@ def run(args) -> int:
     from wearface.host_tools.train.board_path_eval import heldout_board_path
 
     board = args.board or str(boards_dir() / "virtual.toml")
-    hb = heldout_board_path(args.bundle, board, args.data, identities=args.identities, progress=not args.no_progress)
+    exclude = ()
+    if args.exclude_trained_on:
+        from wearface.host_tools.train import data as D
+
+        exclude = set(D.load_pack(args.exclude_trained_on).train.identities.tolist())
+    hb = heldout_board_path(args.bundle, board, args.data, identities=args.identities, exclude=exclude,
+                            progress=not args.no_progress)
     tune, report = H.tune_report_split(hb.identities)
     gallery = dict(people=args.people, per_person=args.per_person)
     # θ from the tune half: the smaller of the clean and the damaged choice, so the decision holds on both
@@ -38,6 +47,8 @@ def run(args) -> int:
                               for emb in (hb.clean, hb.hard))
     figures = {"bundle": args.bundle, "theta": theta, "theta_from": "given" if args.theta else
                f"tune half of the held-out identities, strangers named <= {args.strangers}",
+               "excluded_identities_trained_on": args.exclude_trained_on or None,
+               "identities": int(len(set(hb.identities.tolist()))),
                "undetected": {"clean": hb.undetected_clean, "hard": hb.undetected_hard, "of": len(hb.identities)}}
     print(f"{args.bundle}: θ = {theta:.3f} ({figures['theta_from']}); detector misses: clean {hb.undetected_clean}, "
           f"damaged {hb.undetected_hard} of {len(hb.identities)} (their known frame used)")

@@ -144,10 +144,16 @@ def run_eval(args) -> int:
 
 
 def run_data_pack(args) -> int:
+    import numpy as np
+
     from wearface.host_tools.train import data as D
 
+    # the held-out identities are those of the whole data's split (what the trainer and eval-heldout hold out),
+    # not a split of the packed subsets alone: a pack of one subset must not train on an identity they report on
+    _, held = D.split_by_identity(D.drop_singletons(D.load_celeba(args.data)), args.val_fraction, args.seed)
     records = D.drop_singletons(D.load_celeba(args.data, tuple(args.subsets.split(","))))
-    train, val = D.split_by_identity(records, args.val_fraction, args.seed)
+    is_val = np.isin(records.identities, np.unique(held.identities))
+    train, val = records.subset(np.flatnonzero(~is_val)), records.subset(np.flatnonzero(is_val))
     lfw_zip, _, dev_path = D.lfw_paths(args.data)
     dev = D.read_pairs(dev_path) if dev_path.is_file() else None
     meta = D.write_pack(args.out, train, val, lfw_zip if dev else None, dev, int(args.max_mb * _MB),

@@ -10,6 +10,7 @@ Must not be imported by the firmware.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,12 +108,13 @@ class HeldoutBoardPath:
 
 def heldout_board_path(bundle_path: str | Path, board_path: str | Path, data_root: str | Path,
                        val_fraction: float = 0.05, seed: int = 0, identities: int = 0,
-                       progress: bool = False) -> HeldoutBoardPath:
+                       exclude: Iterable[int] = (), progress: bool = False) -> HeldoutBoardPath:
     """The training split's held-out identities (``split_by_identity(..., val_fraction, seed)``, as the trainer
     makes it) through detect -> int8 align -> int8 embed.  Each 112 crop is put back into the LFW128 frame
     (8 px of replicated border) and then into the padded frame ``BoardPathCropper`` gives the detector; the
     damaged copy is ``batch_augment.hard_copy`` of the clean crops (fixed seed).  ``identities`` > 0: only the
-    first N held-out identities (by identity number; for quick runs)."""
+    first N held-out identities (by identity number; for quick runs).  ``exclude``: identity numbers to leave
+    out (those a model trained on, e.g. a pack made before packs kept the trainer's held-out split)."""
     import cv2
     from tqdm import tqdm
 
@@ -127,6 +129,8 @@ def heldout_board_path(bundle_path: str | Path, board_path: str | Path, data_roo
     bundle = verify_bundle(Path(bundle_path).read_bytes(), list(board.public_keys), board.compatible, name=str(bundle_path))
     cropper = BoardPathCropper(FaceModel(board, bundle))
     _, val = D.split_by_identity(D.drop_singletons(D.load_celeba(data_root)), val_fraction, seed)
+    if len(exclude := np.asarray(list(exclude), np.int64)):
+        val = val.subset(np.flatnonzero(~np.isin(val.identities, exclude)))
     if identities > 0:
         val = val.subset(np.flatnonzero(np.isin(val.identities, np.unique(val.identities)[:identities])))
     clean = decode_all(val)

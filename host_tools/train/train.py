@@ -543,14 +543,18 @@ class Trainer:
         run_t0, run_step0 = time.perf_counter(), self.step
         bar = tqdm(total=self.total_steps, initial=self.step, disable=not self.progress or self.rank != 0, unit="step",
                    dynamic_ncols=True)
+        # with eval_every_steps, rows come every N steps and at the end, never per epoch: on a small set an epoch is
+        # a few seconds of GPU time and an evaluation tens of seconds
+        losses, epoch_t0 = [], time.perf_counter()
         while self.step < self.total_steps:
             # epochs are counted from the step, so a run that ends mid-epoch resumes at the same batch
             self.epoch, skip = divmod(self.step, self.steps_per_epoch)
             n_batches = min(self.steps_per_epoch, self.total_steps - self.epoch * self.steps_per_epoch)
             sampler = self._sampler(self.train_set.labels, n_batches, cfg.seed)
             sampler.set_epoch(self.epoch)
-            losses, t0 = [], time.perf_counter()
-            epoch_t0 = t0
+            t0 = time.perf_counter()
+            if not cfg.eval_every_steps:
+                losses, epoch_t0 = [], t0
             seeded = SeededBatches(sampler, cfg.seed, skip, self.rank, self.world)
             batches = self._memory_batches(seeded) if self.memory else self._loader(self.train_set, seeded)
             for images, labels, *teacher in batches:
@@ -569,8 +573,7 @@ class Trainer:
                     self.wall_s += time.perf_counter() - t0
                     t0 = time.perf_counter()
                     self._save("last.pt")
-                if cfg.eval_every_steps and self.step % cfg.eval_every_steps == 0 and self.step % self.steps_per_epoch \
-                        and self.step < self.total_steps:
+                if cfg.eval_every_steps and self.step % cfg.eval_every_steps == 0 and self.step < self.total_steps:
                     self.wall_s += time.perf_counter() - t0
                     self._log_row(losses, epoch_t0, run_t0, run_step0, history)
                     losses, t0, epoch_t0 = [], time.perf_counter(), time.perf_counter()
@@ -584,6 +587,8 @@ class Trainer:
             if stop_after_steps and self.step >= stop_after_steps and self.step < self.total_steps:
                 self._save("last.pt")
                 break
-            self._log_row(losses, epoch_t0, run_t0, run_step0, history)
+            if not cfg.eval_every_steps or self.step >= self.total_steps:
+                self._log_row(losses, epoch_t0, run_t0, run_step0, history)
+                losses, epoch_t0 = [], time.perf_counter()
         bar.close()
         return history
