@@ -134,6 +134,11 @@ def pack(manifest: dict, tensors: bytes, version: int = fmt.FORMAT_VERSION) -> b
     return body + trailer
 
 
+def utc_now() -> str:
+    """Now, UTC, ISO 8601 to the second: a bundle's default ``created_at``."""
+    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+
+
 def build_bundle(align_qnet: qn.QuantizedNet, embed_qnet: qn.QuantizedNet, threshold: float,
                  compatible: list[str], model_version: str, rollback_counter: int, provenance: dict,
                  golden_inputs: dict | None = None, threshold_metric: str = "l2",
@@ -193,7 +198,7 @@ def build_bundle(align_qnet: qn.QuantizedNet, embed_qnet: qn.QuantizedNet, thres
         "threshold": float(threshold),
         "threshold_metric": threshold_metric,
         "embedding_space": fmt.embedding_space_id(embed_qnet),
-        "created_at": created_at or _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
+        "created_at": created_at or utc_now(),
         "provenance": provenance,
         "data_terms": terms,
         "nets": nets_json,

@@ -1,14 +1,18 @@
 """Where a bundle came from: the provenance block of its manifest and the threshold a checkpoint carries.
 
 One job: describe the inputs of ``wearface bundle build`` (sha256 of each checkpoint, its training config and
-results, the calibration, the git commit of the tree, the command that built it) and find the match
-threshold θ a checkpoint stored.  Reads checkpoints as the dicts the training wing saved; never imports torch
-or the training wing (the caller loads them).
+results, the calibration, the build's own arguments) and find the match threshold θ a checkpoint stored.
+
+Nothing of the machine or the moment goes in unless it is an argument (``--created-at`` is recorded as one, its
+default "now" included): the same checkpoints, data and arguments give the same bytes, and ``wearface bundle
+rebuild`` replays a bundle's recorded arguments to show it (as reproducible-builds does for packages).  The git
+commit of the builder's tree is not recorded for that reason: it changes with every commit while the bytes do not.
+Reads checkpoints as the dicts the training wing saved; never imports torch or the training wing (the caller
+loads them).
 """
 from __future__ import annotations
 
 import hashlib
-import subprocess
 from pathlib import Path
 
 from .bundle_build import _jsonable
@@ -40,16 +44,6 @@ def sha256_file(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def git_commit() -> str | None:
-    """The short (12 hex digits) commit of the tree the tools run from, or None outside a git checkout."""
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).resolve().parents[2])
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None
-
-
 def random_net(seed: int) -> dict:
     """Provenance of a random net (``--align random`` / ``--embed random``)."""
     return {"kind": "random", "seed": seed}
@@ -72,10 +66,32 @@ def checkpoint_net(path: str | Path, checkpoint: dict, net_name: str, method: st
     return prov
 
 
-def bundle_provenance(align: dict, embed: dict) -> dict:
-    """The manifest's provenance block: both nets', the git commit, the tool, and the datasets when a net
-    came from a checkpoint."""
-    provenance = {"align": align, "embed": embed, "git_commit": git_commit(), "tool": TOOL}
+#: ``bundle build`` options that ``build_args`` records.  Not recorded: the output path, the signing key (the
+#: signature is deterministic Ed25519 over the content) and ``--data`` (where the shared data lies on this
+#: machine; the calibration crops are chosen from it by ``--seed``): `bundle rebuild` takes the last two again.
+BUILD_OPTIONS = ("align", "embed", "net", "calibration", "method", "threshold", "compatible", "model_version",
+                 "rollback", "golden", "seed", "created_at")
+
+
+def build_args(values: dict) -> list[str]:
+    """``bundle build``'s arguments as an argv list, in one order, for ``BUILD_OPTIONS`` present in ``values``
+    (None and empty lists skipped; a list repeats its option).  ``bundle rebuild`` parses them back."""
+    argv: list[str] = []
+    for name in BUILD_OPTIONS:
+        value = values.get(name)
+        if value is None or value == []:
+            continue
+        for item in value if isinstance(value, (list, tuple)) else [value]:
+            argv += ["--" + name.replace("_", "-"), repr(item) if isinstance(item, float) else str(item)]
+    return argv
+
+
+def bundle_provenance(align: dict, embed: dict, build: list[str] | None = None) -> dict:
+    """The manifest's provenance block: both nets', the tool, the build's arguments (``build_args``) when given,
+    and the datasets when a net came from a checkpoint."""
+    provenance = {"align": align, "embed": embed, "tool": TOOL}
+    if build is not None:
+        provenance["build_args"] = list(build)
     if "checkpoint" in (align["kind"], embed["kind"]):
         provenance["datasets"] = ["celeba (training, calibration)"]
     return provenance

@@ -54,6 +54,14 @@ def register(sub) -> None:
     p.add_argument("--created-at", help="ISO 8601 time to record (default: now)")
     p.set_defaults(func=bundle_build)
 
+    p = bsub.add_parser("rebuild", help="replay the build arguments a bundle records and compare the bytes "
+                                        "(reproducible bundles)")
+    p.add_argument("bundle", help="a bundle built by `bundle build` (its manifest records the arguments)")
+    p.add_argument("-o", "--output", required=True, help="where to write the rebuilt bundle")
+    p.add_argument("--key", help="sign with this private key (.pem), as the original was (deterministic Ed25519)")
+    p.add_argument("--data", help="the shared data folder (calibration crops; needed when the bundle came from checkpoints)")
+    p.set_defaults(func=bundle_rebuild)
+
     p = bsub.add_parser("sign", help="sign (or re-sign) a bundle")
     p.add_argument("bundle")
     p.add_argument("--key", required=True, help="Ed25519 private key (.pem)")
@@ -171,14 +179,50 @@ def bundle_build(args) -> int:
             raise BundleBuildError(f"{args.embed}: no threshold stored in the checkpoint; pass --threshold")
         threshold = 1.1
     golden = bb.golden_inputs(align, embed, args.golden, args.seed)
-    data = bb.build_bundle(align, embed, threshold, args.compatible or list(bb.DEFAULT_COMPATIBLE),
-                           args.model_version, args.rollback, provenance.bundle_provenance(align_prov, embed_prov),
-                           golden, created_at=args.created_at)
+    # what the build used, recorded as arguments (defaults resolved) so that `bundle rebuild` can replay it
+    used = dict(vars(args), threshold=float(threshold), compatible=args.compatible or list(bb.DEFAULT_COMPATIBLE),
+                created_at=args.created_at or bb.utc_now())
+    data = bb.build_bundle(align, embed, threshold, used["compatible"], args.model_version, args.rollback,
+                           provenance.bundle_provenance(align_prov, embed_prov, provenance.build_args(used)),
+                           golden, created_at=used["created_at"])
     if args.key:
         data = bb.sign_bundle(data, args.key)
     bb.write_bytes_atomic(args.output, data)
     print(f"wrote {args.output}: {len(data):,} bytes, {'signed' if args.key else 'UNSIGNED'}, θ = {threshold:.4f}")
     return 0
+
+
+def bundle_rebuild(args) -> int:
+    """Exit 0 when the rebuilt bytes equal the bundle's, 1 when they differ (naming the manifest keys and
+    sections that differ)."""
+    import hashlib
+
+    from wearface.firmware.bundle import read_bundle
+    from wearface.host_tools.cli import build_parser
+
+    original = _read(args.bundle)
+    manifest = read_bundle(original, args.bundle).manifest
+    recorded = (manifest.get("provenance") or {}).get("build_args")
+    if not isinstance(recorded, list) or not all(isinstance(a, str) for a in recorded):
+        raise DataError(f"{args.bundle}: records no build arguments (built before 0.2.1, or not by `bundle build`)")
+    argv = ["bundle", "build", "-o", args.output, *recorded]
+    if args.data:
+        argv += ["--data", args.data]
+    if args.key:
+        argv += ["--key", args.key]
+    print("wearface " + " ".join(argv))
+    rebuilt_args = build_parser().parse_args(argv)
+    bundle_build(rebuilt_args)
+    rebuilt = _read(args.output)
+    digest = lambda b: hashlib.sha256(b).hexdigest()  # noqa: E731
+    if rebuilt == original:
+        print(f"identical: {args.output} = {args.bundle} (sha256 {digest(original)})")
+        return 0
+    other = read_bundle(rebuilt, args.output).manifest
+    keys = sorted(k for k in set(manifest) | set(other) if manifest.get(k) != other.get(k))
+    print(f"DIFFERENT: {args.bundle} sha256 {digest(original)[:16]}, {args.output} sha256 {digest(rebuilt)[:16]}; "
+          f"manifest keys that differ: {', '.join(keys) or 'none'}" + ("" if args.key else " (rebuilt unsigned: pass --key)"))
+    return 1
 
 
 def bundle_sign(args) -> int:
