@@ -5,7 +5,7 @@ writes a WebP pack of the CelebA crops (``wearface data pack``, its identity-dis
 identities the CPU runs use: val fraction 0.05, seed 0) and the dlib teacher's descriptors of exactly those
 images as float16 (half the size; the loader upcasts).  Prints the sizes against the budget.
 
-    python3 scripts/gpu_prepare.py --data ../shared/data [--pack-mb 26]
+    python3 scripts/gpu_prepare.py --data ../shared/data [--pack-mb MiB]
 """
 from __future__ import annotations
 
@@ -31,7 +31,9 @@ def tree_mb() -> float:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default="../shared/data")
-    ap.add_argument("--pack-mb", type=float, default=26.0)
+    ap.add_argument("--pack-mb", type=float, default=0.0,
+                    help="pack size limit in MiB (default: what the 64 MiB leaves after the working tree, the teacher "
+                         "cache of ~0.27 KiB per image and 1 MiB of headroom; the tree grows as runs are committed)")
     ap.add_argument("--subsets", default="more",
                     help="CelebA subsets to pack (measured: all three, 31k crops, and more+wild, 24k, "
                          "do not fit 26 MiB even at WebP quality 40)")
@@ -40,6 +42,10 @@ def main() -> int:
     out = Path(args.out)
     out.mkdir(exist_ok=True)
     pack = out / "pack.npz"
+    if not args.pack_mb:
+        # the teacher cache is ~4.6 MiB for the 17.8k images of celeba_more (float16 x 128 + keys)
+        args.pack_mb = BUDGET_MB - tree_mb() - 5.0 - 1.0
+        print(f"pack limit {args.pack_mb:.1f} MiB (64 - working tree {tree_mb():.1f} - teacher ~5 - headroom 1)")
     subprocess.run([sys.executable, "-m", "wearface.host_tools", "data", "pack", str(pack), "--data", args.data,
                     "--max-mb", str(args.pack_mb), "--subsets", args.subsets, "--no-progress"], check=True)
     from wearface.host_tools.train import data as D
