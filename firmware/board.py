@@ -114,6 +114,12 @@ class DetectorConfig:
     #: a changed region larger than this fraction of the frame (a camera pan, the light) waits for the next
     #: full search instead of being searched at once
     change_max_fraction: float = 0.35
+    #: the grey frame before the cascade: "none", "hist" (global histogram equalisation) or "clahe" (local,
+    #: contrast-limited); see ``detect.DetectorSettings``
+    equalize: str = "none"
+    #: 0 = off; else faces too large for the frame (close-ups) are also searched in the frame padded by this
+    #: fraction of its shorter side (``detect.DetectorSettings.pad_fraction``; measured in docs/BENCHMARKS.md)
+    pad_fraction: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -378,6 +384,12 @@ def _validate(board: Board) -> None:
     if not 0.0 < board.detector.change_max_fraction <= 1.0:
         raise BoardFileError(path, "detector.change_max_fraction",
                              f"expected a number in (0, 1], found {board.detector.change_max_fraction}")
+    if board.detector.equalize not in ("none", "hist", "clahe"):
+        raise BoardFileError(path, "detector.equalize",
+                             f"expected \"none\", \"hist\" or \"clahe\", found {board.detector.equalize!r}")
+    if not 0.0 <= board.detector.pad_fraction <= 1.0:
+        raise BoardFileError(path, "detector.pad_fraction",
+                             f"expected a number in [0, 1], found {board.detector.pad_fraction}")
     if board.detector.every_frames > 1 and not board.follow.enabled:
         raise BoardFileError(path, "detector.every_frames", "expected 1 unless [follow] enabled = true (between "
                                                             "full searches only followed tracks move)")

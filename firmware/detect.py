@@ -37,6 +37,37 @@ BOX_TO_FRAME_DX = -0.0049
 BOX_TO_FRAME_DY = -0.0001
 BOX_TO_FRAME_WIDTH = 1.2046
 
+# --- grey-frame preparation (measured; see docs/BENCHMARKS.md "Detector recall (issues 14 and 16)") --------
+#: ``DetectorSettings.equalize`` values; False/True mean "none"/"hist"
+EQUALIZE_MODES = ("none", "hist", "clahe")
+#: CLAHE's clip limit (x the mean histogram bin) and its tile grid (tiles per side)
+CLAHE_CLIP = 2.0
+CLAHE_TILES = 8
+#: the padded search (``pad_fraction`` > 0) looks only for boxes of at least this fraction of the frame's
+#: shorter side: smaller faces fit in the frame and are the first pass's
+PAD_MIN_FACE = 0.7
+#: a padded-search box that overlaps a first-pass box by this IoU or more is the same face
+PAD_SAME_IOU = 0.3
+
+
+def equalize_mode(value) -> str | None:
+    """``DetectorSettings.equalize`` as one of ``EQUALIZE_MODES`` (None when it is none of them)."""
+    if isinstance(value, bool):
+        return "hist" if value else "none"
+    return value if value in EQUALIZE_MODES else None
+
+
+def box_iou(a, b) -> float:
+    """Intersection over union of two boxes (x, y, w, h), any units (0 when they do not overlap)."""
+    ax, ay, aw, ah = a
+    bx, by, bw, bh = b
+    iw = min(ax + aw, bx + bw) - max(ax, bx)
+    ih = min(ay + ah, by + bh) - max(ay, by)
+    if iw <= 0 or ih <= 0:
+        return 0.0
+    inter = iw * ih
+    return inter / (aw * ah + bw * bh - inter)
+
 
 @dataclass(frozen=True)
 class DetectorSettings:
@@ -49,9 +80,15 @@ class DetectorSettings:
     ``min_size_px``: smallest face box side, in *frame* pixels (before ``downscale``).
     ``max_size_px``: largest face box side in frame pixels, 0 = no limit.
     ``downscale``: the grey frame is shrunk by this factor (>= 1) before detection, for speed;
-    boxes are returned in full-frame pixels.  ``equalize``: histogram-equalise the grey frame
-    (off by default: on frames with large flat areas it amplifies noise and lost ~25% of the
-    LFW faces in the grey-scene measurement; see docs/ALIGNMENT.md).
+    boxes are returned in full-frame pixels.  ``equalize``: ``"none"`` (False), ``"hist"`` (True:
+    global histogram equalisation; on frames with large flat areas it amplifies noise and lost ~25%
+    of the LFW faces in the grey-scene measurement, docs/ALIGNMENT.md) or ``"clahe"`` (contrast-limited
+    adaptive equalisation, ``CLAHE_CLIP`` / ``CLAHE_TILES``), applied to the grey frame after ``downscale``.
+    ``pad_fraction``: 0 = off; else a second search for faces too large for the frame (a close-up whose
+    box runs past the edges): the grey frame padded on every side by this fraction of its shorter side
+    (edge pixels repeated), searched only for boxes of at least ``PAD_MIN_FACE`` of the shorter side
+    (a few small pyramid levels: cheap).  Its boxes that overlap no first-pass box are added; they may
+    extend past the frame's edges.  See docs/BENCHMARKS.md "Detector recall (issues 14 and 16)".
     """
 
     cascade: str = "haarcascade_frontalface_default.xml"
@@ -60,7 +97,8 @@ class DetectorSettings:
     min_size_px: int = 40
     max_size_px: int = 0
     downscale: float = 1.0
-    equalize: bool = False
+    equalize: bool | str = False
+    pad_fraction: float = 0.0
 
     def validated(self) -> "DetectorSettings":
         if not (self.scale_factor > 1.0 and math.isfinite(self.scale_factor)):
@@ -71,6 +109,10 @@ class DetectorSettings:
             raise DetectError(f"min_size_px must be >= 1 and max_size_px >= 0, got {self.min_size_px}, {self.max_size_px}")
         if not (self.downscale >= 1.0 and math.isfinite(self.downscale)):
             raise DetectError(f"downscale must be >= 1, got {self.downscale!r}")
+        if equalize_mode(self.equalize) is None:
+            raise DetectError(f"equalize must be one of {EQUALIZE_MODES} or a bool, got {self.equalize!r}")
+        if not (0.0 <= self.pad_fraction <= 1.0):
+            raise DetectError(f"pad_fraction must be in [0, 1], got {self.pad_fraction!r}")
         return self
 
 
@@ -139,6 +181,16 @@ def _cascade_path(name: str) -> str:
     return os.path.join(cascade_dirs()[0], name)
 
 
+def _load_cascade(path: str):
+    try:
+        cascade = cv2.CascadeClassifier(path)
+    except (cv2.error, SystemError) as exc:  # OpenCV raises on a malformed XML
+        raise DetectError(f"cascade {path} could not be loaded: {str(exc).strip().splitlines()[-1]}") from None
+    if cascade.empty():
+        raise DetectError(f"cascade {path} could not be loaded (not an OpenCV cascade XML?)")
+    return cascade
+
+
 def to_grey(frame) -> np.ndarray:
     """uint8 (H, W) grey from a uint8 (H, W, 3) BGR, (H, W, 4) BGRA, (H, W, 1) or (H, W) frame."""
     if not isinstance(frame, np.ndarray):
@@ -171,25 +223,22 @@ class FaceDetector:
         if overrides:
             settings = replace(settings, **overrides)
         self.settings = settings.validated()
+        self._clahe = None
         path = _cascade_path(self.settings.cascade)
         if not os.path.isfile(path):
             raise DetectError(f"cascade {self.settings.cascade!r} not found (looked in {cascade_dirs()})")
-        try:
-            self._cascade = cv2.CascadeClassifier(path)
-        except (cv2.error, SystemError) as exc:  # OpenCV raises on a malformed XML
-            raise DetectError(f"cascade {path} could not be loaded: {str(exc).strip().splitlines()[-1]}") from None
-        if self._cascade.empty():
-            raise DetectError(f"cascade {path} could not be loaded (not an OpenCV cascade XML?)")
+        self._cascade = _load_cascade(path)
 
     def detect(self, frame, downscale: float | None = None, min_size_px: float | None = None,
-               max_size_px: float | None = None) -> list[FaceBox]:
+               max_size_px: float | None = None, pad: bool | None = None) -> list[FaceBox]:
         """Faces in ``frame`` (uint8 BGR/BGRA/grey, any size) as ``FaceBox``es in frame pixels,
         sorted by score (then size), best first.  DetectError for an unusable frame.
 
         ``downscale`` (>= 1) replaces ``settings.downscale`` for this frame, so one loaded cascade serves
         frames of every size (its working buffers follow the largest image it was given).  ``min_size_px`` /
         ``max_size_px`` (frame px) replace the settings' for this call: a search around a known face needs
-        only the sizes near its own, which skips most pyramid levels."""
+        only the sizes near its own, which skips most pyramid levels.  ``pad``: False skips the padded search
+        of ``settings.pad_fraction`` for this call (a region inside the frame, where the frame goes on)."""
         s = self.settings
         if min_size_px is not None or max_size_px is not None:
             s = replace(s, min_size_px=max(int(round(min_size_px or s.min_size_px)), 1),
@@ -204,19 +253,47 @@ class FaceDetector:
             fx, fy = frame.shape[1] / size[0], frame.shape[0] / size[1]
         else:
             fx = fy = 1.0
-        if s.equalize:
-            grey = cv2.equalizeHist(grey)
+        grey = self._equalize(grey, equalize_mode(s.equalize))
         min_side = max(int(round(s.min_size_px / max(fx, fy))), 1)
         max_side = int(round(s.max_size_px / min(fx, fy))) if s.max_size_px else 0
-        if min(grey.shape) < min_side:
-            return []
+        boxes = self._search(grey, s, min_side, max_side, 0, fx, fy) if min(grey.shape) >= min_side else []
+        if s.pad_fraction > 0 and pad is not False:
+            boxes += [b for b in self._padded_search(grey, s, min_side, max_side, fx, fy)
+                      if all(box_iou(_xywh(b), _xywh(a)) < PAD_SAME_IOU for a in boxes)]
+        boxes.sort(key=lambda b: (-b.score, -b.w))
+        return boxes
+
+    def _search(self, grey, s, min_side: int, max_side: int, offset: int, fx: float, fy: float) -> list[FaceBox]:
+        """One cascade search of a grey image for boxes of ``min_side``..``max_side`` (0 = no limit) image px;
+        boxes shifted by ``-offset`` image px (padding) and scaled by (fx, fy) to frame px."""
         rects, neighbours = self._cascade.detectMultiScale2(
             grey, scaleFactor=s.scale_factor, minNeighbors=s.min_neighbors,
             minSize=(min_side, min_side), maxSize=(max_side, max_side) if max_side else (0, 0),
         )
-        boxes = [
-            FaceBox(float(x * fx), float(y * fy), float(w * fx), float(h * fy), float(n))
+        return [
+            FaceBox(float((x - offset) * fx), float((y - offset) * fy), float(w * fx), float(h * fy), float(n))
             for (x, y, w, h), n in zip(np.asarray(rects).reshape(-1, 4), np.asarray(neighbours).reshape(-1))
         ]
-        boxes.sort(key=lambda b: (-b.score, -b.w))
-        return boxes
+
+    def _padded_search(self, grey, s, min_side: int, max_side: int, fx: float, fy: float) -> list[FaceBox]:
+        """The search for faces too large for the frame (``DetectorSettings.pad_fraction``)."""
+        shorter = min(grey.shape)
+        pad = int(round(s.pad_fraction * shorter))
+        low = max(min_side, int(math.ceil(PAD_MIN_FACE * shorter)))
+        if pad < 1 or (max_side and max_side < low):
+            return []
+        padded = cv2.copyMakeBorder(grey, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+        return self._search(padded, s, low, max_side, pad, fx, fy)
+
+    def _equalize(self, grey: np.ndarray, mode: str) -> np.ndarray:
+        if mode == "hist":
+            return cv2.equalizeHist(grey)
+        if mode == "clahe":
+            if self._clahe is None:
+                self._clahe = cv2.createCLAHE(clipLimit=CLAHE_CLIP, tileGridSize=(CLAHE_TILES, CLAHE_TILES))
+            return self._clahe.apply(grey)
+        return grey
+
+
+def _xywh(box: FaceBox) -> tuple[float, float, float, float]:
+    return box.x, box.y, box.w, box.h

@@ -34,7 +34,8 @@ def detector_settings(config, frame_shape) -> DetectorSettings:
     """The board's ``[detector]`` as ``DetectorSettings`` for frames of ``frame_shape`` (see ``frame_downscale``)."""
     return DetectorSettings(cascade=config.cascade, scale_factor=config.scale_factor,
                             min_neighbors=config.min_neighbors, min_size_px=config.min_size_px,
-                            downscale=frame_downscale(config, frame_shape))
+                            downscale=frame_downscale(config, frame_shape),
+                            equalize=getattr(config, "equalize", "none"), pad_fraction=getattr(config, "pad_fraction", 0.0))
 
 
 class FaceModel:
@@ -66,10 +67,13 @@ class FaceModel:
     def detect_region(self, frame_bgr: np.ndarray, region, min_size_px: float | None = None,
                       max_size_px: float | None = None) -> list[FaceBox]:
         """Face boxes (frame px) inside ``region`` (x0, y0, x1, y1 ints, frame px) of a BGR frame, best first.
-        The region is searched at the whole frame's downscale, so it finds the faces a full search would."""
+        The region is searched at the whole frame's downscale, so it finds the faces a full search would; the
+        padded search (``detector.pad_fraction``) runs only where the region reaches the frame's edge."""
         x0, y0, x1, y1 = region
+        h, w = np.shape(frame_bgr)[:2]
         downscale = frame_downscale(self.board.detector, np.shape(frame_bgr))
-        boxes = self.detector.detect(frame_bgr[y0:y1, x0:x1], downscale, min_size_px, max_size_px)
+        at_edge = x0 <= 0 or y0 <= 0 or x1 >= w or y1 >= h
+        boxes = self.detector.detect(frame_bgr[y0:y1, x0:x1], downscale, min_size_px, max_size_px, pad=at_edge)
         return [FaceBox(b.x + x0, b.y + y0, b.w, b.h, b.score) for b in boxes][: self.board.detector.max_faces]
 
     def correct(self, frame_bgr: np.ndarray, window0: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
