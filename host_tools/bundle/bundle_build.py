@@ -115,8 +115,10 @@ def _net_json(role: str, net: qn.QuantizedNet, table: _TensorTable) -> dict:
 
 
 def _jsonable(obj):
-    """Round-trip through JSON, turning numpy scalars into Python numbers."""
-    return json.loads(json.dumps(obj, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
+    """Round-trip through JSON, turning numpy scalars into Python numbers and NaN/±inf (e.g. a history's
+    ``val_loss`` of a run without val batches) into null: the manifest is strict JSON."""
+    return json.loads(json.dumps(obj, default=lambda o: o.item() if hasattr(o, "item") else str(o)),
+                      parse_constant=lambda _: None)
 
 
 def pack(manifest: dict, tensors: bytes, version: int = fmt.FORMAT_VERSION) -> bytes:
