@@ -55,6 +55,8 @@ def run_phase(name: str, steps, n: int, every: int) -> dict:
         steps(i)
         if (i + 1) % every == 0 or i == n - 1:
             samples.append((i + 1, status_mb("VmRSS")))
+            # one line per sample, flushed: a long run that is stopped early still leaves its curve
+            print(f"  {name}: {i + 1} RSS {samples[-1][1]:.0f} MB peak {status_mb('VmHWM'):.0f} MB", flush=True)
     half = [s for s in samples if s[0] > n // 2]
     growth = (1000.0 * (half[-1][1] - half[0][1]) / max(half[-1][0] - half[0][0], 1)) if len(half) > 1 else 0.0
     return {"phase": name, "n": n, "first_mb": samples[0][1], "end_mb": samples[-1][1],
