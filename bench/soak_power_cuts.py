@@ -146,6 +146,34 @@ class Truth:
                 self.floors[name] = max(self.floors.get(name, 0), crops)
 
 
+@dataclass
+class Rollbacks:
+    """Slots seen turning bad (a rollback, or a flash refused), from INFO's slot records.  ``seen``: slot ->
+    (state, bad_reason, sha256) at the last look; ``confirmed``: the confirmed slot at the last settled look."""
+
+    seen: dict = field(default_factory=dict)
+    confirmed: str | None = None
+
+    def rewritten(self) -> None:
+        """The write target (the slot that is not the confirmed one) is about to get a new image: a later bad
+        state of it is new even with the same bundle and reason as before (two crash loops of one bundle in one
+        slot with no look in between were counted once before this)."""
+        if self.confirmed in ("A", "B"):
+            self.seen.pop("B" if self.confirmed == "A" else "A", None)
+
+    def look(self, info: dict) -> list[str]:
+        """The bad reasons of slots that turned bad since the last look."""
+        if info.get("state") == "running" and not info.get("trial"):
+            self.confirmed = info.get("confirmed_slot")
+        new = []
+        for slot, rec in (info.get("slots") or {}).items():
+            key = (rec.get("state"), rec.get("bad_reason"), rec.get("sha256"))
+            if rec.get("state") == "bad" and self.seen.get(slot) != key:
+                new.append(rec.get("bad_reason") or "?")
+            self.seen[slot] = key
+        return new
+
+
 # ------------------------------------------------------------------------------------------- operations
 
 def op_flash(link: Link, data: bytes, rec: dict) -> None:
@@ -240,7 +268,7 @@ class Soak:
         self.phase = "start"
         self.rollback_phases: dict = {}
         self.running_bundle: int | None = None
-        self._bad_seen: dict = {}
+        self.slot_looks = Rollbacks()
         self.board: VirtualBoard | None = None
         self.proxy: FaultProxy | None = None
         self.t_start = time.monotonic()
@@ -299,6 +327,7 @@ class Soak:
         """A whole uncut flash of the next bundle, timed step by step; raises when it does not confirm."""
         index = self.next_bundle()
         t0 = time.monotonic()
+        self.slot_looks.rewritten()
         result = flash(link, self.bundles[index], reboot=False, resume_timeout_s=30.0)
         t_reboot = time.monotonic()
         link.request(P.Opcode.REBOOT, timeout_s=5.0, retries=12)
@@ -378,12 +407,7 @@ class Soak:
 
     def record_slots(self, info: dict) -> list[str]:
         """Count rollbacks: slots that turned bad since the last look (reason -> count); returns new reasons."""
-        new = []
-        for slot, rec in (info.get("slots") or {}).items():
-            key = (rec.get("state"), rec.get("bad_reason"), rec.get("sha256"))
-            if rec.get("state") == "bad" and self._bad_seen.get(slot) != key:
-                new.append(rec.get("bad_reason") or "?")
-            self._bad_seen[slot] = key
+        new = self.slot_looks.look(info)
         for reason in new:
             self.counts["rollbacks"] += 1
             self.rollback_reasons[reason] = self.rollback_reasons.get(reason, 0) + 1
@@ -489,11 +513,13 @@ class Soak:
 
     def _cycle_flash(self, t0: float) -> None:
         data = self.bundles[self.next_bundle()]
+        self.slot_looks.rewritten()
         delay = self.rng.uniform(0.0, DELAY_SPAN * self.est.get("flash", 3.0))
         self._cut_and_check("flash", lambda link, r: op_flash(link, data, r), delay, t0)
 
     def _pending(self) -> str:
         """Upload and accept the next bundle without rebooting (uncut); returns its slot."""
+        self.slot_looks.rewritten()
         with self.link() as link:
             return flash(link, self.bundles[self.next_bundle()], reboot=False, resume_timeout_s=30.0).slot
 

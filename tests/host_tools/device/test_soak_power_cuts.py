@@ -50,6 +50,22 @@ def test_the_truth_reports_lost_enrolments_lost_crops_and_deletions_that_come_ba
     assert truth.check([])["lost"] == [("kim", 1, 0)]
 
 
+def _info(b_state: str, b_reason: str = "", b_sha: str = "s1") -> dict:
+    slots = {"A": {"state": "confirmed", "bad_reason": "", "sha256": "s0"},
+             "B": {"state": b_state, "bad_reason": b_reason, "sha256": b_sha}}
+    return {"state": "running", "trial": False, "confirmed_slot": "A", "slots": slots}
+
+
+def test_a_slot_rolled_back_twice_with_the_same_bundle_counts_twice():
+    looks = load_soak().Rollbacks()
+    assert looks.look(_info("confirmed")) == []
+    looks.rewritten()  # B gets the bundle; its crash loop ends in a rollback
+    assert looks.look(_info("bad", "trial_boots_exhausted")) == ["trial_boots_exhausted"]
+    assert looks.look(_info("bad", "trial_boots_exhausted")) == []  # the same rollback, seen again
+    looks.rewritten()  # the same bundle into B again, no look while it was pending, rolled back again
+    assert looks.look(_info("bad", "trial_boots_exhausted")) == ["trial_boots_exhausted"]
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(os.environ.get("WEARFACE_SOAK") != "1",
                     reason="the power-cut soak on the real firmware (~1-2 min): set WEARFACE_SOAK=1 to run it")
