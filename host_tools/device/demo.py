@@ -136,9 +136,11 @@ def summary_lines(tl: Timeline, info: dict, board_stats: dict, link_stats, monit
     for frame, _, text in sorted(rows, key=lambda r: (r[0] if isinstance(r[0], int) else -1, r[1])):
         lines.append(f"  {tl.video_s(frame)}  frame {frame if frame is not None else '?':>4}  {text}")
     if tl.after_forget:
-        frame, track, name, dist, _ = tl.after_forget[0]
+        frame, track, name, dist, _ = tl.after_forget[-1]
+        stale = len(tl.after_forget) - 1
         lines.append(f"after `gallery delete`: track {track} at {tl.video_s(frame)} -> "
-                     f"{'recognised ' + str(name) if name else 'unknown'} (distance {_fmt_dist(dist)})")
+                     f"{'recognised ' + str(name) if name else 'unknown'} (distance {_fmt_dist(dist)})"
+                     + (f"; {stale} decision(s) made before the deletion took effect came first" if stale else ""))
     lat, p95 = board_stats.get("latency_ms") or {}, board_stats.get("p95_ms") or {}
     fps_values = [s.get("fps") for s in tl.stats if isinstance(s.get("fps"), (int, float))]
     fps_txt = f"{sum(fps_values) / len(fps_values):.1f} (mean of {len(fps_values)} stats windows)" if fps_values \
@@ -248,7 +250,9 @@ def run_demo(video: str | None = None, enroll: list[tuple[str, str]] | None = No
             say(f"[5/5] the board forgets {name} (`gallery delete`); the same face must now be unknown")
             mon.quiet = False
             stop_at = time.monotonic() + max(8.0, 3.0 * n_frames / fps)
-            while time.monotonic() < stop_at and not timeline.after_forget:
+            # a decision the board made just before the deletion may arrive after it was asked for; the board
+            # re-matches every track when its gallery changes, so wait for a decision that does not name the person
+            while time.monotonic() < stop_at and all(d[2] == name for d in timeline.after_forget):
                 mon.watch(0.25)
         mon.quiet = True
         info = mon.link.request(P.Opcode.INFO)
