@@ -47,9 +47,10 @@ cv2.setNumThreads(1)
 
 from wearface.firmware import align as geom  # noqa: E402
 from wearface.firmware.board import DetectorConfig, boards_dir, load_board  # noqa: E402
-from wearface.firmware.detect import FaceDetector, box_iou  # noqa: E402
+from wearface.firmware.detect import FaceDetector  # noqa: E402
 from wearface.firmware.facemodel import detector_settings, frame_downscale  # noqa: E402
 from wearface.firmware.follow import box_of_window  # noqa: E402
+from wearface.firmware.tracker import iou as box_iou  # noqa: E402
 from wearface.host_tools.train.align_data import ImageZip, read_index  # noqa: E402
 
 FRAME_W, FRAME_H, PHOTO_PX = 640, 480, 250

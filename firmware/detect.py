@@ -17,6 +17,7 @@ import numpy as np
 
 from .align import FRAME_SIZE, window_from_params
 from .errors import DetectError
+from .tracker import iou
 
 #: Cascades shipped with opencv-python in ``cv2.data.haarcascades`` that were compared (no LBP
 #: cascades are shipped with the pip wheels).
@@ -56,17 +57,6 @@ def equalize_mode(value) -> str | None:
         return "hist" if value else "none"
     return value if value in EQUALIZE_MODES else None
 
-
-def box_iou(a, b) -> float:
-    """Intersection over union of two boxes (x, y, w, h), any units (0 when they do not overlap)."""
-    ax, ay, aw, ah = a
-    bx, by, bw, bh = b
-    iw = min(ax + aw, bx + bw) - max(ax, bx)
-    ih = min(ay + ah, by + bh) - max(ay, by)
-    if iw <= 0 or ih <= 0:
-        return 0.0
-    inter = iw * ih
-    return inter / (aw * ah + bw * bh - inter)
 
 
 @dataclass(frozen=True)
@@ -259,7 +249,7 @@ class FaceDetector:
         boxes = self._search(grey, s, min_side, max_side, 0, fx, fy) if min(grey.shape) >= min_side else []
         if s.pad_fraction > 0 and pad is not False:
             boxes += [b for b in self._padded_search(grey, s, min_side, max_side, fx, fy)
-                      if all(box_iou(_xywh(b), _xywh(a)) < PAD_SAME_IOU for a in boxes)]
+                      if all(iou(_xywh(b), _xywh(a)) < PAD_SAME_IOU for a in boxes)]
         boxes.sort(key=lambda b: (-b.score, -b.w))
         return boxes
 

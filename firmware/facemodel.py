@@ -35,7 +35,7 @@ def detector_settings(config, frame_shape) -> DetectorSettings:
     return DetectorSettings(cascade=config.cascade, scale_factor=config.scale_factor,
                             min_neighbors=config.min_neighbors, min_size_px=config.min_size_px,
                             downscale=frame_downscale(config, frame_shape),
-                            equalize=getattr(config, "equalize", "none"), pad_fraction=getattr(config, "pad_fraction", 0.0))
+                            equalize=config.equalize, pad_fraction=config.pad_fraction)
 
 
 class FaceModel:

@@ -11,6 +11,7 @@ from wearface.firmware.bundle import read_bundle
 from wearface.firmware.errors import DetectError
 from wearface.firmware.facemodel import FaceModel, detector_settings
 from wearface.firmware.scene import grace_hopper_path
+from wearface.firmware.tracker import iou
 
 from .conftest import make_board, signed_bundle
 
@@ -44,7 +45,7 @@ def test_a_face_that_overflows_the_frame_is_found_only_with_padding(portrait, fi
     boxes = detect.FaceDetector(pad_fraction=0.25).detect(frame)
     assert len(boxes) == 1
     b = boxes[0]
-    assert detect.box_iou((b.x, b.y, b.w, b.h), truth) > 0.6
+    assert iou((b.x, b.y, b.w, b.h), truth) > 0.6
     assert b.x < 0 and b.y < 0 and b.x + b.w > frame.shape[1]  # the box runs past the frame's edges
     # per call, pad=False is the detector without padding
     assert detect.FaceDetector(pad_fraction=0.25).detect(frame, pad=False) == []
@@ -79,7 +80,7 @@ def test_noise_stays_empty_with_padding_and_equalisation():
 def test_every_equalisation_finds_the_portrait(portrait, eq):
     img, truth = portrait
     boxes = detect.FaceDetector(equalize=eq).detect(img)
-    assert boxes and detect.box_iou((boxes[0].x, boxes[0].y, boxes[0].w, boxes[0].h), truth) > 0.5
+    assert boxes and iou((boxes[0].x, boxes[0].y, boxes[0].w, boxes[0].h), truth) > 0.5
 
 
 @pytest.mark.parametrize("kw", [{"equalize": "CLAHE"}, {"equalize": 2}, {"pad_fraction": -0.1}, {"pad_fraction": 1.5}])
@@ -89,9 +90,9 @@ def test_bad_settings_are_refused(kw):
 
 
 def test_box_iou():
-    assert detect.box_iou((0, 0, 10, 10), (0, 0, 10, 10)) == 1.0
-    assert detect.box_iou((0, 0, 10, 10), (10, 0, 10, 10)) == 0.0
-    assert detect.box_iou((0, 0, 10, 10), (5, 0, 10, 10)) == pytest.approx(50 / 150)
+    assert iou((0, 0, 10, 10), (0, 0, 10, 10)) == 1.0
+    assert iou((0, 0, 10, 10), (10, 0, 10, 10)) == 0.0
+    assert iou((0, 0, 10, 10), (5, 0, 10, 10)) == pytest.approx(50 / 150)
 
 
 def test_board_settings_reach_the_detector_and_bad_ones_name_their_key(tmp_path):
