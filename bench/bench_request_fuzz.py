@@ -90,7 +90,9 @@ def exchange(line, decoder, data: bytes, seq: int, timeout_s: float = 60.0):
     line.write(data)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        for item in decoder.feed(line.read(65536)):
+        # read what is there (at least one byte, waiting up to the port's timeout): read(65536) would wait the whole
+        # timeout on every answer shorter than 64 KiB, which made each request cost >= 50 ms of nothing
+        for item in decoder.feed(line.read(max(line.in_waiting, 1))):
             if isinstance(item, P.Frame) and item.kind == P.Kind.RESPONSE and item.seq == seq:
                 return item
     raise SystemExit(f"no answer to request seq {seq} in {timeout_s:.0f} s: the board hangs")
