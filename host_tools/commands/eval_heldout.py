@@ -2,10 +2,14 @@
 
 θ is chosen on one half of the held-out identities (the *tune* half: the largest θ that names at most
 ``--strangers`` of its strangers) and every figure is reported on the other half; LFW plays no part.
+``--cohort N`` measures the cohort-normalised rule instead of the board's (``heldout`` module docstring): N training
+identities, one image each through the same board path, are the cohort; θ then bounds distance / cohort distance.
 """
 from __future__ import annotations
 
 import json
+
+from wearface.host_tools.errors import DataError
 
 
 def register(sub) -> None:
@@ -22,6 +26,10 @@ def register(sub) -> None:
     p.add_argument("--exclude-trained-on", default="", metavar="PACK",
                    help="leave out held-out identities this data pack (.npz) trains on (packs made before 0.2.1 split "
                         "their own subsets, so a model trained on one may have seen some held-out identities)")
+    p.add_argument("--cohort", type=int, default=0, metavar="N",
+                   help="decide with the cohort-normalised rule, the cohort being N training identities (0: the "
+                        "board's rule, distance < θ)")
+    p.add_argument("--cohort-k", type=int, default=10, help="the cohort distance is the probe's k-th nearest (default 10)")
     p.add_argument("--json", default="", help="write the figures to this JSON file")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
@@ -38,19 +46,27 @@ def run(args) -> int:
         from wearface.host_tools.train import data as D
 
         exclude = set(D.load_pack(args.exclude_trained_on).train.identities.tolist())
+    if args.cohort < 0 or args.cohort_k < 1 or (args.cohort and args.cohort_k > args.cohort):
+        raise DataError(f"eval-heldout: --cohort {args.cohort} --cohort-k {args.cohort_k}: need a cohort >= 0 "
+                         "and 1 <= k <= the cohort")
     hb = heldout_board_path(args.bundle, board, args.data, identities=args.identities, exclude=exclude,
-                            progress=not args.no_progress)
+                            progress=not args.no_progress, cohort=args.cohort)
     tune, report = H.tune_report_split(hb.identities)
     gallery = dict(people=args.people, per_person=args.per_person)
+    if args.cohort:
+        gallery.update(cohort=hb.cohort, cohort_k=args.cohort_k)
     # θ from the tune half: the smaller of the clean and the damaged choice, so the decision holds on both
     theta = args.theta or min(H.choose_theta(emb[tune], hb.identities[tune], args.strangers, **gallery)
                               for emb in (hb.clean, hb.hard))
     figures = {"bundle": args.bundle, "theta": theta, "theta_from": "given" if args.theta else
                f"tune half of the held-out identities, strangers named <= {args.strangers}",
                "excluded_identities_trained_on": args.exclude_trained_on or None,
+               "rule": (f"cohort-normalised: distance / {args.cohort_k}-th nearest of {len(hb.cohort)} training "
+                        "identities < θ") if args.cohort else "board: distance < θ",
                "identities": int(len(set(hb.identities.tolist()))),
                "undetected": {"clean": hb.undetected_clean, "hard": hb.undetected_hard, "of": len(hb.identities)}}
-    print(f"{args.bundle}: θ = {theta:.3f} ({figures['theta_from']}); detector misses: clean {hb.undetected_clean}, "
+    print(f"{args.bundle}: rule {figures['rule']}")
+    print(f"θ = {theta:.3f} ({figures['theta_from']}); detector misses: clean {hb.undetected_clean}, "
           f"damaged {hb.undetected_hard} of {len(hb.identities)} (their known frame used)")
     print(f"{'report half':<10} {'verif. acc':>10} {'TAR@1e-3':>9} {'strangers named':>16} {'named right':>12} "
           f"{'named wrong':>12}")

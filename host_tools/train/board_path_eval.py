@@ -104,17 +104,21 @@ class HeldoutBoardPath:
     hard: np.ndarray  # (N, D) float32
     undetected_clean: int
     undetected_hard: int
+    #: (M, D) float32: one clean image of each of M training identities through the same path, or None
+    cohort: np.ndarray | None = None
 
 
 def heldout_board_path(bundle_path: str | Path, board_path: str | Path, data_root: str | Path,
                        val_fraction: float = 0.05, seed: int = 0, identities: int = 0,
-                       exclude: Iterable[int] = (), progress: bool = False) -> HeldoutBoardPath:
+                       exclude: Iterable[int] = (), progress: bool = False, cohort: int = 0) -> HeldoutBoardPath:
     """The training split's held-out identities (``split_by_identity(..., val_fraction, seed)``, as the trainer
     makes it) through detect -> int8 align -> int8 embed.  Each 112 crop is put back into the LFW128 frame
     (8 px of replicated border) and then into the padded frame ``BoardPathCropper`` gives the detector; the
     damaged copy is ``batch_augment.hard_copy`` of the clean crops (fixed seed).  ``identities`` > 0: only the
     first N held-out identities (by identity number; for quick runs).  ``exclude``: identity numbers to leave
-    out (those a model trained on, e.g. a pack made before packs kept the trainer's held-out split)."""
+    out (those a model trained on, e.g. a pack made before packs kept the trainer's held-out split).
+    ``cohort`` > 0: also embed the first image of that many training identities (random, seed ``seed``): strangers
+    to every held-out identity, for the cohort-normalised rule (``heldout.open_set``)."""
     import cv2
     from tqdm import tqdm
 
@@ -128,7 +132,7 @@ def heldout_board_path(bundle_path: str | Path, board_path: str | Path, data_roo
     board = load_board(board_path)
     bundle = verify_bundle(Path(bundle_path).read_bytes(), list(board.public_keys), board.compatible, name=str(bundle_path))
     cropper = BoardPathCropper(FaceModel(board, bundle))
-    _, val = D.split_by_identity(D.drop_singletons(D.load_celeba(data_root)), val_fraction, seed)
+    train, val = D.split_by_identity(D.drop_singletons(D.load_celeba(data_root)), val_fraction, seed)
     if len(exclude := np.asarray(list(exclude), np.int64)):
         val = val.subset(np.flatnonzero(~np.isin(val.identities, exclude)))
     if identities > 0:
@@ -142,4 +146,14 @@ def heldout_board_path(bundle_path: str | Path, board_path: str | Path, data_roo
             lfw128 = cv2.copyMakeBorder(img, 8, 8, 8, 8, cv2.BORDER_REPLICATE)
             emb.append(cropper.model.embed(cropper.crop(lfw128)))
         out[name], missed[name] = np.asarray(emb, np.float32), cropper.undetected
-    return HeldoutBoardPath(val.identities, out["clean"], out["hard"], missed["clean"], missed["hard"])
+    cohort_emb = None
+    if cohort > 0:
+        ids = np.unique(train.identities)
+        picked = np.random.default_rng(seed).choice(ids, min(cohort, len(ids)), replace=False)
+        first = [int(np.flatnonzero(train.identities == i)[0]) for i in np.sort(picked)]
+        cohort_emb = []
+        for img in tqdm(decode_all(train.subset(np.asarray(first))), desc="board path, cohort",
+                        disable=not progress, unit="face"):
+            cohort_emb.append(cropper.model.embed(cropper.crop(cv2.copyMakeBorder(img, 8, 8, 8, 8, cv2.BORDER_REPLICATE))))
+        cohort_emb = np.asarray(cohort_emb, np.float32)
+    return HeldoutBoardPath(val.identities, out["clean"], out["hard"], missed["clean"], missed["hard"], cohort_emb)

@@ -9,7 +9,11 @@ One job: score embeddings of identities the net never trained on, two ways.
   enrolment images each; every other image of an enrolled person is a probe that should be named correctly,
   every image of a non-enrolled identity is a stranger who should be "unknown".  The decision is the board's
   (``firmware.gallery.Gallery.match`` rule: nearest enrolled person by Euclidean distance, named iff the
-  distance < θ), computed here in numpy on the same embeddings.
+  distance < θ), computed here in numpy on the same embeddings.  With a ``cohort`` (embeddings of strangers to
+  everyone: other identities than the ones scored) the rule is the cohort-normalised one that
+  ``experiments/decision_rules.py`` measured in float: named iff distance / (the probe's ``cohort_k``-th nearest
+  cohort distance) < θ.  A probe that lies near many faces (a blurred, dark or generic face) needs to be that
+  much nearer its enrolled person; not yet the board's rule.
 
 The held-out identities are split in two halves by identity (``tune_report_split``): θ is chosen on the
 *tune* half and reported on the *report* half, so no reported figure chose its own threshold.
@@ -99,14 +103,26 @@ class OpenSet:
         return asdict(self)
 
 
+def cohort_scale(emb: np.ndarray, cohort: np.ndarray, k: int) -> np.ndarray:
+    """(N,) each embedding's ``k``-th nearest distance to the ``cohort`` (M, D) embeddings (k = 1: nearest)."""
+    cohort = np.asarray(cohort, dtype=np.float32)
+    if cohort.ndim != 2 or not 1 <= k <= len(cohort):
+        raise DataError(f"cohort: need (M, D) embeddings with M >= k = {k}, got shape {cohort.shape}")
+    d = np.sqrt(np.maximum(((np.asarray(emb, np.float32)[:, None, :] - cohort[None, :, :]) ** 2).sum(-1), 0.0))
+    # a face equal to k cohort members has scale 0: never named (its ratio is infinite), without a warning
+    return np.maximum(np.partition(d, k - 1, axis=1)[:, k - 1], 1e-12)
+
+
 def open_set(emb: np.ndarray, labels: np.ndarray, theta: float, people: int = 40, per_person: int = 3,
-             trials: int = 20, seed: int = 0) -> OpenSet:
+             trials: int = 20, seed: int = 0, cohort: np.ndarray | None = None, cohort_k: int = 10) -> OpenSet:
     """The board's decision on a wearer-like gallery, averaged over ``trials`` random galleries.
 
     Enrolled people are drawn among identities with more than ``per_person`` images; each enrols
-    ``per_person`` random images; all identities not drawn are strangers."""
+    ``per_person`` random images; all identities not drawn are strangers.  ``cohort``: decide on distance /
+    ``cohort_scale`` (module docstring) instead of the distance."""
     labels = np.asarray(labels)
     e = np.asarray(emb, dtype=np.float32)
+    scale = cohort_scale(e, cohort, cohort_k) if cohort is not None else np.ones(len(e), np.float32)
     ids, counts = np.unique(labels, return_counts=True)
     eligible = ids[counts > per_person]
     if len(eligible) < people or len(ids) - people < 1:
@@ -131,7 +147,7 @@ def open_set(emb: np.ndarray, labels: np.ndarray, theta: float, people: int = 40
             for k in range(people):
                 per_person_d[:, k] = d[:, owners == k].min(axis=1)
             best = per_person_d.argmin(axis=1)
-            return best, per_person_d[np.arange(len(rows)), best] < theta
+            return best, per_person_d[np.arange(len(rows)), best] / scale[rows] < theta
 
         _, named = decide(stranger_rows)
         named_s.append(named.mean())
@@ -146,13 +162,15 @@ def open_set(emb: np.ndarray, labels: np.ndarray, theta: float, people: int = 40
 
 
 def choose_theta(emb: np.ndarray, labels: np.ndarray, strangers_named: float = 0.01, people: int = 40,
-                 per_person: int = 3, trials: int = 20, seed: int = 0) -> float:
+                 per_person: int = 3, trials: int = 20, seed: int = 0, cohort: np.ndarray | None = None,
+                 cohort_k: int = 10) -> float:
     """The largest θ (most people named) whose open-set stranger rate on these images is <= the target.
 
-    Bisection on θ: the stranger rate grows with θ."""
-    lo, hi = 0.0, 2.0
+    Bisection on θ: the stranger rate grows with θ.  Distances of unit vectors are <= 2; with a ``cohort`` θ
+    bounds a ratio of two distances, searched up to 8."""
+    lo, hi = 0.0, 2.0 if cohort is None else 8.0
     for _ in range(24):
         mid = (lo + hi) / 2
-        rate = open_set(emb, labels, mid, people, per_person, trials, seed).strangers_named
+        rate = open_set(emb, labels, mid, people, per_person, trials, seed, cohort, cohort_k).strangers_named
         lo, hi = (mid, hi) if rate <= strangers_named else (lo, mid)
     return lo

@@ -27,16 +27,20 @@ def test_shipped_bundle_tells_lfw_pairs_apart_through_the_board_path(shared_data
 
 
 @pytest.mark.slow
-def test_eval_heldout_reports_open_set_figures_for_the_shipped_bundle(shared_data, tmp_path, capsys):
+@pytest.mark.parametrize("extra, rule, theta_max", [([], "board", 2.0),
+                                                    (["--cohort", "20", "--cohort-k", "3"], "cohort-normalised", 8.0)])
+def test_eval_heldout_reports_open_set_figures_for_the_shipped_bundle(shared_data, tmp_path, capsys, extra, rule,
+                                                                      theta_max):
     import json
 
     from wearface.host_tools.cli import main
 
     out = tmp_path / "heldout.json"
     assert main(["eval-heldout", str(REPO / "models" / "default.wfb"), "--data", str(shared_data), "--identities", "24",
-                 "--people", "2", "--per-person", "2", "--json", str(out), "--no-progress"]) == 0
+                 "--people", "2", "--per-person", "2", "--json", str(out), "--no-progress", *extra]) == 0
     figures = json.loads(out.read_text())
-    assert 0 < figures["theta"] < 2 and figures["undetected"]["of"] > 48
+    assert figures["rule"].startswith(rule)
+    assert 0 < figures["theta"] < theta_max and figures["undetected"]["of"] > 48
     for name in ("clean", "damaged"):
         o = figures[name]["open_set"]
         assert o["people"] == 2 and o["strangers"] > 0 and 0 <= o["strangers_named"] <= 1

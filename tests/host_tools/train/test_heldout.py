@@ -5,7 +5,14 @@ import numpy as np
 import pytest
 
 from wearface.host_tools.errors import DataError
-from wearface.host_tools.train.heldout import choose_theta, open_set, threshold_at_far, tune_report_split, verification
+from wearface.host_tools.train.heldout import (
+    choose_theta,
+    cohort_scale,
+    open_set,
+    threshold_at_far,
+    tune_report_split,
+    verification,
+)
 
 
 def _clusters(n_ids=60, per_id=5, spread=0.05, seed=0):
@@ -57,3 +64,34 @@ def test_open_set_refuses_a_gallery_it_cannot_draw():
     emb, ids = _clusters(n_ids=5, per_id=2)
     with pytest.raises(DataError, match="identities"):
         open_set(emb, ids, 0.5, people=20)
+
+
+def test_cohort_scale_is_the_kth_nearest_cohort_distance():
+    emb = np.array([[1.0, 0.0], [0.0, 1.0]], np.float32)
+    cohort = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]], np.float32)
+    assert np.allclose(cohort_scale(emb, cohort, 1), [0.0, 0.0])
+    assert np.allclose(cohort_scale(emb, cohort, 2), [np.sqrt(2), np.sqrt(2)])
+    assert np.allclose(cohort_scale(emb, cohort, 3), [2.0, np.sqrt(2)])
+    with pytest.raises(DataError, match="cohort"):
+        cohort_scale(emb, cohort, 4)
+
+
+def _padded(emb, extra):
+    return np.hstack([emb, np.zeros((len(emb), extra))])
+
+
+def test_a_cohort_at_the_same_distance_from_every_face_is_the_board_rule_at_a_scaled_theta():
+    emb, ids = _clusters(spread=0.5)
+    # cohort members on axes no face uses: each is sqrt(2) from every unit embedding, so the rule
+    # distance / sqrt(2) < θ decides exactly as distance < θ * sqrt(2)
+    cohort = np.eye(80)[64:]
+    faces = _padded(emb, 16)
+    for theta in (0.3, 0.5, 0.7):
+        with_cohort = open_set(faces, ids, theta, people=20, trials=3, cohort=cohort, cohort_k=10)
+        board = open_set(faces, ids, theta * np.sqrt(2), people=20, trials=3)
+        assert with_cohort.as_dict() | {"theta": 0} == board.as_dict() | {"theta": 0}
+    # and θ chosen under the cohort rule meets its stranger target on those images
+    theta = choose_theta(faces, ids, strangers_named=0.02, people=20, trials=3, cohort=cohort)
+    assert open_set(faces, ids, theta, people=20, trials=3, cohort=cohort).strangers_named <= 0.02
+    assert theta > 0.5  # a ratio to sqrt(2), not a distance: the bisection reaches past the board's range
+
