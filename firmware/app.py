@@ -130,7 +130,8 @@ class BoardApp:
                     self.booter.fail_running("model_load_failed", f"{type(exc).__name__}: {exc}")
                     continue
                 self.model, self.state = model, RUNNING
-                stale = self.gallery.set_model(str(result.bundle.embedding_space), float(result.bundle.threshold))
+                stale = self.gallery.set_model(str(result.bundle.embedding_space), float(result.bundle.threshold),
+                                               result.bundle.cohort, result.bundle.cohort_k)
                 if stale:
                     self.bus.publish(ev.GALLERY_NEEDS_REENROLMENT, names=stale,
                                      embedding_space=str(result.bundle.embedding_space))

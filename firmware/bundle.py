@@ -20,7 +20,10 @@ The key id is the first KEY_ID_SIZE bytes of SHA-256(raw 32-byte public key).  A
 Manifest (JSON object): ``format_version``, ``model_version`` (str), ``rollback_counter`` (int >= 0),
 ``compatible`` (board families, e.g. ``["wearface,virtual"]``), ``threshold`` (θ, float) and
 ``threshold_metric`` (``"l2"``: Euclidean distance of L2-normalised embeddings; a pair matches when
-distance < θ), ``embedding_space`` (``embedding_space_id`` of the embedding net: it changes exactly
+distance < θ; ``"l2_cohort"``: distance / the probe's ``k``-th nearest distance to a cohort of strangers < θ,
+the cohort given by ``cohort``: ``{"tensor": name, "k": int}``, an int8 (M, D) tensor of unit embeddings x
+``COHORT_SCALE``, the embedding net's own, of faces no wearer enrols),
+``embedding_space`` (``embedding_space_id`` of the embedding net: it changes exactly
 when the embedding net's int8 weights or quantization change; the gallery re-enrols people stored
 under another space), ``created_at`` (ISO 8601 UTC), ``provenance`` (free JSON: checkpoints, data,
 commit), ``data_terms`` (list of str, e.g. CelebA's non-commercial research terms), ``nets``
@@ -84,7 +87,10 @@ MAX_BUNDLE_BYTES = 64 << 20
 NET_ROLES = ("align", "embed")
 DTYPES = {"int8": np.dtype("i1"), "uint8": np.dtype("u1"), "int32": np.dtype("<i4"), "float32": np.dtype("<f4")}
 LAYER_TYPES = {cls.__name__: cls for cls in (nets.Conv, nets.MaxPool, nets.Flatten, nets.Affine)}
-THRESHOLD_METRICS = ("l2",)
+THRESHOLD_METRICS = ("l2", "l2_cohort")
+#: a cohort tensor holds round(unit embedding x COHORT_SCALE) as int8; at most COHORT_MAX rows
+COHORT_SCALE = 127.0
+COHORT_MAX = 65536
 #: absolute tolerance on golden float outputs (the int8 outputs must match exactly)
 GOLDEN_FLOAT_ATOL = 1e-5
 
@@ -127,6 +133,9 @@ class Bundle:
     golden: list = field(default_factory=list)
     #: {"align": [...], "embed": [...]} layer-probe digests (``golden.layer_golden``), or {} in older bundles
     layer_golden: dict = field(default_factory=dict)
+    #: ``threshold_metric`` "l2_cohort": float32 (M, D) unit rows and the k of the probe's k-th nearest; else None, 0
+    cohort: np.ndarray | None = None
+    cohort_k: int = 0
 
     @property
     def signed(self) -> bool:
@@ -338,6 +347,23 @@ class _ManifestReader:
             self.fail(f"{where}: tensor {ref!r} is {array.dtype} {array.shape} (expected {dtype} {tuple(shape)})")
         return array
 
+    def cohort(self, manifest: dict, embed: qn.QuantizedNet) -> tuple[np.ndarray, int]:
+        """The ``cohort`` of an "l2_cohort" bundle: (float32 (M, D) unit rows, k)."""
+        spec = self.get(manifest, "cohort", dict, "")
+        k = self.int_in(spec, "k", 1, COHORT_MAX, "cohort")
+        ref = self.get(spec, "tensor", str, "cohort")
+        if ref not in self.tensors:
+            self.fail(f"manifest cohort.tensor: {ref!r:.60} is not in the tensor table")
+        raw, dim = self.tensors[ref], int(nets.output_shape(embed.spec)[-1])
+        if raw.dtype != np.int8 or raw.ndim != 2 or raw.shape[1] != dim or not k <= raw.shape[0] <= COHORT_MAX:
+            self.fail(f"manifest cohort: tensor {ref!r} is {raw.dtype} {raw.shape} (expected int8 (M, {dim}) with "
+                      f"{k} <= M <= {COHORT_MAX})")
+        rows = raw.astype(np.float32) / COHORT_SCALE
+        norms = np.linalg.norm(rows, axis=1, keepdims=True)
+        if not (norms > 0.5).all():  # a unit vector x 127, rounded, keeps a norm near 1
+            self.fail(f"manifest cohort: tensor {ref!r} row {int(np.argmin(norms))} is not a unit embedding")
+        return rows / norms, k
+
     def int_in(self, obj, key, lo, hi, where) -> int:
         value = self.get(obj, key, int, where)
         if not lo <= value <= hi:
@@ -518,6 +544,7 @@ def parse_manifest(container: Container) -> Bundle:
     metric = r.get(manifest, "threshold_metric", str, "")
     if metric not in THRESHOLD_METRICS:
         r.fail(f"manifest threshold_metric = {metric!r} (expected one of {THRESHOLD_METRICS})")
+    cohort, cohort_k = r.cohort(manifest, qnets["embed"]) if metric == "l2_cohort" else (None, 0)
     space = r.get(manifest, "embedding_space", str, "")
     actual_space = embedding_space_id(qnets["embed"])
     if space != actual_space:
@@ -537,6 +564,8 @@ def parse_manifest(container: Container) -> Bundle:
         key_id=container.key_id.hex() if container.flags & FLAG_SIGNED else None,
         golden=golden,
         layer_golden=layer_golden,
+        cohort=cohort,
+        cohort_k=cohort_k,
     )
 
 

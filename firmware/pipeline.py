@@ -243,7 +243,7 @@ class Pipeline:
         if details is not None:
             self.bus.publish(ev.DEBUG_EXPLAIN, track=track.id, frame=index, box=_box_json(box), crop=crop,
                              view=details["view"], alignment=details["correction"], name=match.name,
-                             distance=match.distance, threshold=self.gallery.threshold,
+                             distance=match.distance, score=match.score, threshold=self.gallery.threshold,
                              nearest=self.gallery.nearest(track.mean_embedding(), 3), n_embeddings=len(track.embeddings))
 
     def _decide(self, track, match, index: int) -> None:
@@ -267,14 +267,16 @@ class Pipeline:
         if len(track.embeddings) < self.board.tracker.min_embeddings and not final:
             return
         track.decided = True
+        # with a cohort (metric "l2_cohort") θ bounds the score, not the distance: say what was compared
+        score = {"score": round(m.score, 4)} if self.gallery.cohort is not None and m.score is not None else {}
         if m.name is not None:
             self.bus.publish(ev.PERSON_RECOGNISED, track=track.id, name=m.name, distance=round(m.distance, 4),
                              margin=None if m.margin is None else round(m.margin, 4), next_name=m.next_name,
-                             box=_box_json(track.box), frame=index, n_embeddings=len(track.embeddings))
+                             box=_box_json(track.box), frame=index, n_embeddings=len(track.embeddings), **score)
         else:
             self.bus.publish(ev.PERSON_UNKNOWN, track=track.id,
                              distance=None if m.distance is None else round(m.distance, 4), nearest=m.nearest,
-                             box=_box_json(track.box), frame=index, n_embeddings=len(track.embeddings))
+                             box=_box_json(track.box), frame=index, n_embeddings=len(track.embeddings), **score)
 
     def _publish_left(self, track) -> None:
         if not track.announced:

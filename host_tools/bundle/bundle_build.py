@@ -144,8 +144,13 @@ def utc_now() -> str:
 def build_bundle(align_qnet: qn.QuantizedNet, embed_qnet: qn.QuantizedNet, threshold: float,
                  compatible: list[str], model_version: str, rollback_counter: int, provenance: dict,
                  golden_inputs: dict | None = None, threshold_metric: str = "l2",
-                 created_at: str | None = None, data_terms: list[str] | None = None) -> bytes:
+                 created_at: str | None = None, data_terms: list[str] | None = None,
+                 cohort: np.ndarray | None = None, cohort_k: int = 10) -> bytes:
     """An unsigned bundle (bytes).
+
+    ``cohort``: float (M, D) unit embeddings of strangers by this embedding net (``board_path_eval.
+    board_path_cohort``); the bundle then decides with metric "l2_cohort" (distance / the probe's ``cohort_k``-th
+    nearest cohort distance < θ: θ is a ratio, chosen by ``wearface eval-heldout --cohort``).
 
     ``golden_inputs``: ``{"align": [uint8 (50, 50, 3), ...], "embed": [uint8 (112, 112, 3), ...]}``;
     None gives GOLDEN_PER_NET seeded noise images per net.  Their outputs are computed here by
@@ -187,6 +192,16 @@ def build_bundle(align_qnet: qn.QuantizedNet, embed_qnet: qn.QuantizedNet, thres
                            "input": table.add(f"{prefix}/input", image, "uint8"),
                            "output_int8": table.add(f"{prefix}/output_int8", out_int8, "int8"),
                            "output_float": table.add(f"{prefix}/output_float", out_float, "float32")})
+    extra = {}
+    if cohort is not None:
+        cohort = np.asarray(cohort, np.float64)
+        if cohort.ndim != 2 or not 1 <= cohort_k <= len(cohort) <= fmt.COHORT_MAX or not np.isfinite(cohort).all():
+            raise BundleBuildError(f"cohort: expected finite (M, D) embeddings with 1 <= k = {cohort_k} <= M <= "
+                                   f"{fmt.COHORT_MAX}, got shape {cohort.shape}")
+        unit = cohort / np.maximum(np.linalg.norm(cohort, axis=1, keepdims=True), 1e-12)
+        rows = np.clip(np.round(unit * fmt.COHORT_SCALE), -127, 127).astype(np.int8)
+        extra["cohort"] = {"tensor": table.add("cohort", rows, "int8"), "k": int(cohort_k)}
+        threshold_metric = "l2_cohort"
     provenance = _jsonable(dict(provenance or {}))
     terms = list(data_terms or [])
     if "celeba" in json.dumps(provenance).lower() and CELEBA_TERMS not in terms:
@@ -207,6 +222,7 @@ def build_bundle(align_qnet: qn.QuantizedNet, embed_qnet: qn.QuantizedNet, thres
         "golden": golden,
         # per layer, the digest of its response to a probe: the self-test then fails for a change of any weight
         "layer_golden": {role: layer_golden(net, role) for role, net in qnets.items()},
+        **extra,
         "tensors": table.entries,
     }
     data = pack(manifest, table.section())

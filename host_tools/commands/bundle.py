@@ -52,6 +52,11 @@ def register(sub) -> None:
     p.add_argument("--golden", type=int, default=2, help="golden vectors per net")
     p.add_argument("--seed", type=int, default=0, help="seed of random nets and of the crop choice")
     p.add_argument("--created-at", help="ISO 8601 time to record (default: now)")
+    p.add_argument("--cohort", type=int, metavar="N",
+                   help="carry a cohort of N training identities (one image each through the board path; needs --data "
+                        "and --threshold, a ratio from `eval-heldout --cohort N`): the board decides on distance / "
+                        "the probe's k-th nearest cohort distance")
+    p.add_argument("--cohort-k", type=int, metavar="K", help="with --cohort: the k (default 10)")
     p.set_defaults(func=bundle_build)
 
     p = bsub.add_parser("rebuild", help="replay the build arguments a bundle records and compare the bytes "
@@ -178,13 +183,27 @@ def bundle_build(args) -> int:
         if args.embed != "random":
             raise BundleBuildError(f"{args.embed}: no threshold stored in the checkpoint; pass --threshold")
         threshold = 1.1
+    if args.cohort is not None or args.cohort_k is not None:
+        k = 10 if args.cohort_k is None else args.cohort_k
+        if args.cohort is None or not 1 <= k <= args.cohort or not args.data or args.threshold is None:
+            raise BundleBuildError(f"--cohort {args.cohort} --cohort-k {args.cohort_k}: a cohort needs N >= k >= 1, "
+                                   "--data (its faces) and --threshold (a ratio, from `eval-heldout --cohort N`)")
     golden = bb.golden_inputs(align, embed, args.golden, args.seed)
     # what the build used, recorded as arguments (defaults resolved) so that `bundle rebuild` can replay it
     used = dict(vars(args), threshold=float(threshold), compatible=args.compatible or list(bb.DEFAULT_COMPATIBLE),
                 created_at=args.created_at or bb.utc_now())
-    data = bb.build_bundle(align, embed, threshold, used["compatible"], args.model_version, args.rollback,
-                           provenance.bundle_provenance(align_prov, embed_prov, provenance.build_args(used)),
+    prov = provenance.bundle_provenance(align_prov, embed_prov, provenance.build_args(used))
+    data = bb.build_bundle(align, embed, threshold, used["compatible"], args.model_version, args.rollback, prov,
                            golden, created_at=used["created_at"])
+    if args.cohort:
+        from wearface.firmware.board import boards_dir
+        from wearface.host_tools.train.board_path_eval import board_path_cohort
+
+        # the cohort is embedded by this bundle's own nets, so it is built twice; the nets do not change
+        cohort = board_path_cohort(data, boards_dir() / "virtual.toml", args.data, args.cohort, seed=args.seed)
+        data = bb.build_bundle(align, embed, threshold, used["compatible"], args.model_version, args.rollback, prov,
+                               golden, created_at=used["created_at"], cohort=cohort,
+                               cohort_k=10 if args.cohort_k is None else args.cohort_k)
     if args.key:
         data = bb.sign_bundle(data, args.key)
     bb.write_bytes_atomic(args.output, data)

@@ -53,16 +53,25 @@ def run(args) -> int:
                             progress=not args.no_progress, cohort=args.cohort)
     tune, report = H.tune_report_split(hb.identities)
     gallery = dict(people=args.people, per_person=args.per_person)
+    from pathlib import Path
+
+    from wearface.firmware.bundle import read_bundle
+
+    carried = read_bundle(Path(args.bundle).read_bytes(), args.bundle)
     if args.cohort:
         gallery.update(cohort=hb.cohort, cohort_k=args.cohort_k)
+    elif carried.cohort is not None:  # the bundle's own rule: its cohort, its k
+        gallery.update(cohort=carried.cohort, cohort_k=carried.cohort_k)
     # θ from the tune half: the smaller of the clean and the damaged choice, so the decision holds on both
     theta = args.theta or min(H.choose_theta(emb[tune], hb.identities[tune], args.strangers, **gallery)
                               for emb in (hb.clean, hb.hard))
     figures = {"bundle": args.bundle, "theta": theta, "theta_from": "given" if args.theta else
                f"tune half of the held-out identities, strangers named <= {args.strangers}",
                "excluded_identities_trained_on": args.exclude_trained_on or None,
-               "rule": (f"cohort-normalised: distance / {args.cohort_k}-th nearest of {len(hb.cohort)} training "
-                        "identities < θ") if args.cohort else "board: distance < θ",
+               "rule": (f"cohort-normalised: distance / k-th nearest of {len(hb.cohort)} training identities "
+                        f"(k = {args.cohort_k}) < θ") if args.cohort else
+                       (f"cohort-normalised (the bundle's): distance / k-th nearest of its {len(carried.cohort)} "
+                        f"(k = {carried.cohort_k}) < θ") if carried.cohort is not None else "board: distance < θ",
                "identities": int(len(set(hb.identities.tolist()))),
                "undetected": {"clean": hb.undetected_clean, "hard": hb.undetected_hard, "of": len(hb.identities)}}
     print(f"{args.bundle}: rule {figures['rule']}")

@@ -146,14 +146,36 @@ def heldout_board_path(bundle_path: str | Path, board_path: str | Path, data_roo
             lfw128 = cv2.copyMakeBorder(img, 8, 8, 8, 8, cv2.BORDER_REPLICATE)
             emb.append(cropper.model.embed(cropper.crop(lfw128)))
         out[name], missed[name] = np.asarray(emb, np.float32), cropper.undetected
-    cohort_emb = None
-    if cohort > 0:
-        ids = np.unique(train.identities)
-        picked = np.random.default_rng(seed).choice(ids, min(cohort, len(ids)), replace=False)
-        first = [int(np.flatnonzero(train.identities == i)[0]) for i in np.sort(picked)]
-        cohort_emb = []
-        for img in tqdm(decode_all(train.subset(np.asarray(first))), desc="board path, cohort",
-                        disable=not progress, unit="face"):
-            cohort_emb.append(cropper.model.embed(cropper.crop(cv2.copyMakeBorder(img, 8, 8, 8, 8, cv2.BORDER_REPLICATE))))
-        cohort_emb = np.asarray(cohort_emb, np.float32)
+    cohort_emb = _cohort(cropper, train, cohort, seed, progress) if cohort > 0 else None
     return HeldoutBoardPath(val.identities, out["clean"], out["hard"], missed["clean"], missed["hard"], cohort_emb)
+
+
+def _cohort(cropper: BoardPathCropper, train, n: int, seed: int, progress: bool) -> np.ndarray:
+    """(n, D) float32: the first image of ``n`` random training identities (seed ``seed``) through the board path."""
+    import cv2
+    from tqdm import tqdm
+
+    from .face_tensor import decode_all
+
+    ids = np.unique(train.identities)
+    picked = np.random.default_rng(seed).choice(ids, min(n, len(ids)), replace=False)
+    first = [int(np.flatnonzero(train.identities == i)[0]) for i in np.sort(picked)]
+    out = []
+    for img in tqdm(decode_all(train.subset(np.asarray(first))), desc="board path, cohort", disable=not progress,
+                    unit="face"):
+        out.append(cropper.model.embed(cropper.crop(cv2.copyMakeBorder(img, 8, 8, 8, 8, cv2.BORDER_REPLICATE))))
+    return np.asarray(out, np.float32)
+
+
+def board_path_cohort(bundle_bytes: bytes, board_path: str | Path, data_root: str | Path, n: int,
+                      val_fraction: float = 0.05, seed: int = 0, progress: bool = False) -> np.ndarray:
+    """A bundle's cohort: (n, D) float32 embeddings, by the bundle's own nets through the board path, of one image of
+    each of ``n`` random *training* identities (the trainer's split: never a held-out identity, so the held-out
+    figures stay clean).  CelebA-derived: a bundle that carries them carries CelebA's terms."""
+    from wearface.firmware.board import load_board
+    from wearface.firmware.bundle import read_bundle
+    from wearface.firmware.facemodel import FaceModel
+
+    cropper = BoardPathCropper(FaceModel(load_board(board_path), read_bundle(bundle_bytes, "bundle for its cohort")))
+    train, _ = D.split_by_identity(D.drop_singletons(D.load_celeba(data_root)), val_fraction, seed)
+    return _cohort(cropper, train, n, seed, progress)

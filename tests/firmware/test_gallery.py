@@ -228,3 +228,50 @@ def test_re_embedding_killed_at_random_points_loses_nothing_and_resumes(tmp_path
     assert g.pending_crops() == [] and all(p["spaces"] == {"old": 2, "new": 2} for p in g.list_people())
     for i in range(12):
         assert g.match(_fake_embed(_crop(2 * i))).name == f"p{i}"  # each re-embedded vector is its own crop's
+
+
+def test_a_cohort_asks_more_of_a_probe_that_lies_among_many_faces(tmp_path):
+    """Metric "l2_cohort": named iff distance / (the probe's k-th nearest cohort distance) < θ."""
+    g = Gallery(tmp_path / "g.sqlite", "space1", threshold=0.5)
+    g.add("ann", _unit(1, 0, 0, 0))
+    probe = _unit(1, 0.45, 0, 0)  # 0.42 from ann: named by the plain rule at θ 0.5
+    plain = g.match(probe)
+    assert plain.name == "ann" and plain.score == pytest.approx(plain.distance)
+    # strangers far from the probe (sqrt(2) away): score = 0.42 / 1.41 = 0.30, still named
+    g.set_model("space1", 0.5, np.stack([_unit(0, 0, 1, 0), _unit(0, 0, 0, 1), _unit(0, 0, -1, 0)]), 2)
+    far = g.match(probe)
+    assert far.name == "ann" and far.score == pytest.approx(far.distance / 2 ** 0.5, abs=1e-5)
+    # the probe lies among strangers (its 2nd-nearest stranger 0.2 away): score 0.42 / 0.2 > θ, "don't know"
+    near = np.stack([_unit(1, 0.5, 0.1, 0), _unit(1, 0.4, -0.1, 0), _unit(0, 0, 1, 0)])
+    g.set_model("space1", 0.5, near, 2)
+    crowded = g.match(probe)
+    assert crowded.name is None and crowded.nearest == "ann" and crowded.score > 0.5
+    assert crowded.distance == pytest.approx(plain.distance)  # the distance itself is unchanged
+    # a model without a cohort goes back to the distance
+    g.set_model("space1", 0.5)
+    assert g.match(probe).name == "ann" and g.cohort is None
+    with pytest.raises(ValueError, match="cohort_k"):
+        g.set_model("space1", 0.5, near, 4)
+
+
+def test_the_board_decides_with_the_cohort_its_bundle_carries(tmp_path):
+    from wearface.host_tools.bundle import bundle_build, keys
+    from wearface.kernels import nets
+
+    rng = np.random.default_rng(3)
+    data = bundle_build.sign_bundle(bundle_build.build_bundle(
+        bundle_build.random_qnet(nets.ALIGN_NET, 0), bundle_build.random_qnet(nets.MODEL_A, 1), 0.7,
+        list(bundle_build.DEFAULT_COMPATIBLE), "cohort-1", 0, {}, cohort=rng.normal(size=(20, 128)), cohort_k=5,
+        created_at="2026-01-01T00:00:00+00:00"), keys.DEV_PRIVATE_KEY)
+    board = make_board(tmp_path)
+    app = BoardApp(board, frames=[])
+    flash_app(app, data)
+    app.reboot()
+    assert app.state == "running" and app.gallery.cohort.shape == (20, 128) and app.gallery.cohort_k == 5
+    assert app.gallery.threshold == pytest.approx(0.7)
+    app.close()
+    plain = BoardApp(make_board(tmp_path / "plain"), frames=[])
+    flash_app(plain, signed_bundle(1))
+    plain.reboot()
+    assert plain.state == "running" and plain.gallery.cohort is None  # a bundle without one: the distance decides
+    plain.close()

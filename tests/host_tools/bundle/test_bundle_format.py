@@ -252,3 +252,46 @@ def test_manifest_parser_rejects_any_edit_with_bundle_error(signed_bundle, dev_p
     except BundleError as exc:
         assert exc.reason in (BundleReason.BAD_MANIFEST, BundleReason.INCOMPATIBLE_BOARD, BundleReason.ROLLBACK,
                               BundleReason.UNSUPPORTED_VERSION, BundleReason.BAD_HEADER)
+
+
+# --- a cohort (threshold_metric "l2_cohort") ------------------------------------------------------
+
+def _cohort_bundle(cohort, k=3):
+    align = bundle_build.random_qnet(nets.ALIGN_NET, 0)
+    embed = bundle_build.random_qnet(nets.MODEL_A, 1)
+    return bundle_build.build_bundle(align, embed, 0.8, [BOARD], "v", 0, {}, cohort=cohort, cohort_k=k,
+                                     created_at="2026-01-01T00:00:00+00:00")
+
+
+def test_a_cohort_round_trips_as_unit_rows_and_sets_the_metric():
+    rng = np.random.default_rng(0)
+    cohort = rng.normal(size=(12, 128))
+    b = fmt.read_bundle(_cohort_bundle(cohort, k=3))
+    assert b.threshold_metric == "l2_cohort" and b.cohort_k == 3 and b.cohort.shape == (12, 128)
+    unit = cohort / np.linalg.norm(cohort, axis=1, keepdims=True)
+    assert np.allclose(np.linalg.norm(b.cohort, axis=1), 1.0, atol=1e-5)
+    assert np.abs(b.cohort - unit).max() < 0.02  # int8 x 127 keeps ~2 decimals
+    plain = fmt.read_bundle(_cohort_bundle(None))
+    assert plain.threshold_metric == "l2" and plain.cohort is None and plain.cohort_k == 0
+
+
+@pytest.mark.parametrize("mutate, words", [
+    (lambda m: m.__delitem__("cohort"), "missing 'cohort'"),
+    (lambda m: m["cohort"].update(k=13), "expected int8 (M, 128)"),
+    (lambda m: m["cohort"].update(k=0), "cohort.k = 0"),
+    (lambda m: m["cohort"].update(tensor="nope"), "not in the tensor table"),
+    (lambda m: m["cohort"].update(tensor=m["nets"]["embed"]["layers"][0]["quant"]["weights"]), "expected int8 (M, 128)"),
+])
+def test_a_malformed_cohort_is_a_bad_manifest(dev_public_key, dev_private_key, mutate, words):
+    data = bundle_build.sign_bundle(_cohort_bundle(np.random.default_rng(1).normal(size=(12, 128))), dev_private_key)
+    with pytest.raises(BundleError) as info:
+        verify(rewrite_manifest(data, mutate, dev_private_key), dev_public_key, self_test=False)
+    assert info.value.reason == BundleReason.BAD_MANIFEST and words in str(info.value)
+
+
+def test_build_refuses_an_odd_cohort():
+    from wearface.host_tools.errors import BundleBuildError
+
+    for cohort, k in ((np.ones((2, 128)), 3), (np.ones(128), 1), (np.full((4, 128), np.nan), 1)):
+        with pytest.raises(BundleBuildError, match="cohort"):
+            _cohort_bundle(cohort, k)

@@ -46,3 +46,33 @@ def test_eval_heldout_reports_open_set_figures_for_the_shipped_bundle(shared_dat
         assert o["people"] == 2 and o["strangers"] > 0 and 0 <= o["strangers_named"] <= 1
         assert figures[name]["verification"]["balanced_accuracy"] > 0.6  # a random net scores ~0.5
     assert "strangers named" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_a_bundle_built_with_a_cohort_carries_it_rebuilds_and_eval_heldout_decides_with_it(shared_data, tmp_path,
+                                                                                           capsys):
+    import json
+
+    from wearface.firmware.bundle import read_bundle
+    from wearface.host_tools.cli import main
+
+    key = REPO / "keys" / "dev_ed25519.pem"
+    out = tmp_path / "cohort.wfb"
+    assert main(["bundle", "build", "-o", str(out), "--align", "random", "--embed", "random", "--data", str(shared_data),
+                 "--cohort", "12", "--cohort-k", "3", "--threshold", "0.9", "--compatible", "wearface-virtual",
+                 "--key", str(key), "--created-at", "2026-01-01T00:00:00+00:00"]) == 0
+    bundle = read_bundle(out.read_bytes())
+    assert bundle.threshold_metric == "l2_cohort" and bundle.cohort.shape == (12, 128) and bundle.cohort_k == 3
+    assert bundle.manifest["provenance"]["build_args"][-4:] == ["--cohort", "12", "--cohort-k", "3"]
+    # the cohort is embedded by the bundle's own nets through the board path: a rebuild gives the same bytes
+    assert main(["bundle", "rebuild", str(out), "-o", str(tmp_path / "again.wfb"), "--key", str(key),
+                 "--data", str(shared_data)]) == 0
+    figures = tmp_path / "heldout.json"
+    assert main(["eval-heldout", str(out), "--data", str(shared_data), "--identities", "24", "--people", "2",
+                 "--per-person", "2", "--json", str(figures), "--no-progress"]) == 0
+    assert json.loads(figures.read_text())["rule"].startswith("cohort-normalised (the bundle's)")
+    assert "(k = 3)" in json.loads(figures.read_text())["rule"]
+    capsys.readouterr()
+    assert main(["bundle", "build", "-o", str(tmp_path / "x.wfb"), "--align", "random", "--embed", "random",
+                 "--cohort", "12"]) != 0  # no --data, no --threshold
+    assert "a cohort needs" in capsys.readouterr().err and not (tmp_path / "x.wfb").exists()
