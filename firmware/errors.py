@@ -71,7 +71,7 @@ class SlotError(ReasonError):
 
 
 class GalleryError(ReasonError):
-    """A gallery request was refused (``unknown_name``, ``bad_name``, ``bad_embedding``)."""
+    """A gallery request was refused (``unknown_name``, ``bad_name``, ``bad_embedding``, ``bad_crop``, ``bad_cohort``)."""
 
 
 class EnrollError(ReasonError):

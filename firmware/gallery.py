@@ -203,7 +203,7 @@ class Gallery:
         """Switch to a loaded model's space, θ and cohort (``bundle.cohort``, ``bundle.cohort_k``; None: decide on
         the distance); returns the names that need re-enrolment."""
         if cohort is not None and not 1 <= cohort_k <= len(cohort):
-            raise ValueError(f"cohort_k {cohort_k} must be in 1..{len(cohort)} (the cohort's rows)")
+            raise GalleryError("bad_cohort", f"cohort_k {cohort_k} must be in 1..{len(cohort)} (the cohort's rows)")
         with self._lock:
             self.embedding_space = embedding_space
             self.threshold = float(threshold)

@@ -250,7 +250,7 @@ def test_a_cohort_asks_more_of_a_probe_that_lies_among_many_faces(tmp_path):
     # a model without a cohort goes back to the distance
     g.set_model("space1", 0.5)
     assert g.match(probe).name == "ann" and g.cohort is None
-    with pytest.raises(ValueError, match="cohort_k"):
+    with pytest.raises(GalleryError, match="cohort_k"):
         g.set_model("space1", 0.5, near, 4)
 
 
