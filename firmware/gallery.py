@@ -95,6 +95,15 @@ def decode_crop(png: bytes) -> np.ndarray:
     return np.ascontiguousarray(bgr[:, :, ::-1])
 
 
+def cohort_distance(embeddings: np.ndarray, cohort: np.ndarray, k: int) -> np.ndarray:
+    """(N,) each embedding's ``k``-th nearest Euclidean distance to the ``cohort`` (M, D) (k = 1: the nearest), for
+    (N, D) or one (D,) embedding; the scale of metric "l2_cohort".  float64 dot products: no (N, M, D) temporary."""
+    e = np.atleast_2d(np.asarray(embeddings, np.float64))
+    c = np.asarray(cohort, np.float64)
+    d2 = (e * e).sum(1)[:, None] + (c * c).sum(1)[None, :] - 2.0 * (e @ c.T)
+    return np.sqrt(np.maximum(np.partition(d2, k - 1, axis=1)[:, k - 1], 0.0))
+
+
 @dataclass(frozen=True)
 class Match:
     """The answer for one embedding.  ``name`` is None for "unknown" (``score`` >= θ or empty gallery);
@@ -419,7 +428,7 @@ class Gallery:
         score = distance
         e = np.asarray(embedding, np.float32).reshape(-1)
         if cohort is not None and cohort.shape[1] == e.size:
-            scale = float(np.partition(np.sqrt(np.maximum(np.sum((cohort - e) ** 2, axis=1), 0.0)), k - 1)[k - 1])
+            scale = float(cohort_distance(e, cohort, k)[0])
             score = distance / scale if scale > 0 else float("inf")
         name = names[best] if score < threshold else None
         return Match(name, names[best], distance, margin, next_name, score)

@@ -119,8 +119,6 @@ def heldout_board_path(bundle_path: str | Path, board_path: str | Path, data_roo
     out (those a model trained on, e.g. a pack made before packs kept the trainer's held-out split).
     ``cohort`` > 0: also embed the first image of that many training identities (random, seed ``seed``): strangers
     to every held-out identity, for the cohort-normalised rule (``heldout.open_set``)."""
-    import cv2
-    from tqdm import tqdm
 
     from wearface.firmware.board import load_board
     from wearface.firmware.bundle import verify_bundle
@@ -141,30 +139,29 @@ def heldout_board_path(bundle_path: str | Path, board_path: str | Path, data_roo
     out, missed = {}, {}
     for name, imgs in (("clean", clean), ("hard", hard_copy(clean))):
         cropper.undetected = 0
-        emb = []
-        for img in tqdm(imgs, desc=f"board path, {name}", disable=not progress, unit="face"):
-            lfw128 = cv2.copyMakeBorder(img, 8, 8, 8, 8, cv2.BORDER_REPLICATE)
-            emb.append(cropper.model.embed(cropper.crop(lfw128)))
-        out[name], missed[name] = np.asarray(emb, np.float32), cropper.undetected
+        out[name], missed[name] = _embed_crops(cropper, imgs, f"board path, {name}", progress), cropper.undetected
     cohort_emb = _cohort(cropper, train, cohort, seed, progress) if cohort > 0 else None
     return HeldoutBoardPath(val.identities, out["clean"], out["hard"], missed["clean"], missed["hard"], cohort_emb)
 
 
 def _cohort(cropper: BoardPathCropper, train, n: int, seed: int, progress: bool) -> np.ndarray:
     """(n, D) float32: the first image of ``n`` random training identities (seed ``seed``) through the board path."""
-    import cv2
-    from tqdm import tqdm
-
     from .face_tensor import decode_all
 
     ids = np.unique(train.identities)
     picked = np.random.default_rng(seed).choice(ids, min(n, len(ids)), replace=False)
     first = [int(np.flatnonzero(train.identities == i)[0]) for i in np.sort(picked)]
-    out = []
-    for img in tqdm(decode_all(train.subset(np.asarray(first))), desc="board path, cohort", disable=not progress,
-                    unit="face"):
-        out.append(cropper.model.embed(cropper.crop(cv2.copyMakeBorder(img, 8, 8, 8, 8, cv2.BORDER_REPLICATE))))
-    return np.asarray(out, np.float32)
+    return _embed_crops(cropper, decode_all(train.subset(np.asarray(first))), "board path, cohort", progress)
+
+
+def _embed_crops(cropper: BoardPathCropper, crops, desc: str, progress: bool) -> np.ndarray:
+    """(N, D) float32: 112x112 RGB crops put back into their LFW128 frame (8 px of replicated border), then the
+    board path."""
+    import cv2
+    from tqdm import tqdm
+
+    return np.asarray([cropper.model.embed(cropper.crop(cv2.copyMakeBorder(img, 8, 8, 8, 8, cv2.BORDER_REPLICATE)))
+                       for img in tqdm(crops, desc=desc, disable=not progress, unit="face")], np.float32)
 
 
 def board_path_cohort(bundle_bytes: bytes, board_path: str | Path, data_root: str | Path, n: int,

@@ -105,12 +105,13 @@ class OpenSet:
 
 def cohort_scale(emb: np.ndarray, cohort: np.ndarray, k: int) -> np.ndarray:
     """(N,) each embedding's ``k``-th nearest distance to the ``cohort`` (M, D) embeddings (k = 1: nearest)."""
+    from wearface.firmware.gallery import cohort_distance  # the board's own formula
+
     cohort = np.asarray(cohort, dtype=np.float32)
     if cohort.ndim != 2 or not 1 <= k <= len(cohort):
         raise DataError(f"cohort: need (M, D) embeddings with M >= k = {k}, got shape {cohort.shape}")
-    d = np.sqrt(np.maximum(((np.asarray(emb, np.float32)[:, None, :] - cohort[None, :, :]) ** 2).sum(-1), 0.0))
     # a face equal to k cohort members has scale 0: never named (its ratio is infinite), without a warning
-    return np.maximum(np.partition(d, k - 1, axis=1)[:, k - 1], 1e-12)
+    return np.maximum(cohort_distance(emb, cohort, k), 1e-12)
 
 
 def open_set(emb: np.ndarray, labels: np.ndarray, theta: float, people: int = 40, per_person: int = 3,
@@ -120,9 +121,16 @@ def open_set(emb: np.ndarray, labels: np.ndarray, theta: float, people: int = 40
     Enrolled people are drawn among identities with more than ``per_person`` images; each enrols
     ``per_person`` random images; all identities not drawn are strangers.  ``cohort``: decide on distance /
     ``cohort_scale`` (module docstring) instead of the distance."""
+    scale = cohort_scale(emb, cohort, cohort_k) if cohort is not None else None
+    return _open_set(emb, labels, theta, people, per_person, trials, seed, scale)
+
+
+def _open_set(emb, labels, theta: float, people: int, per_person: int, trials: int, seed: int,
+              scale: np.ndarray | None) -> OpenSet:
+    """``open_set`` with each embedding's divisor given (None: 1, the board's rule)."""
     labels = np.asarray(labels)
     e = np.asarray(emb, dtype=np.float32)
-    scale = cohort_scale(e, cohort, cohort_k) if cohort is not None else np.ones(len(e), np.float32)
+    scale = np.ones(len(e), np.float32) if scale is None else scale
     ids, counts = np.unique(labels, return_counts=True)
     eligible = ids[counts > per_person]
     if len(eligible) < people or len(ids) - people < 1:
@@ -169,8 +177,9 @@ def choose_theta(emb: np.ndarray, labels: np.ndarray, strangers_named: float = 0
     Bisection on θ: the stranger rate grows with θ.  Distances of unit vectors are <= 2; with a ``cohort`` θ
     bounds a ratio of two distances, searched up to 8."""
     lo, hi = 0.0, 2.0 if cohort is None else 8.0
+    scale = cohort_scale(emb, cohort, cohort_k) if cohort is not None else None  # once, not per bisection step
     for _ in range(24):
         mid = (lo + hi) / 2
-        rate = open_set(emb, labels, mid, people, per_person, trials, seed, cohort, cohort_k).strangers_named
+        rate = _open_set(emb, labels, mid, people, per_person, trials, seed, scale).strangers_named
         lo, hi = (mid, hi) if rate <= strangers_named else (lo, mid)
     return lo
