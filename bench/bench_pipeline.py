@@ -70,7 +70,8 @@ def synthetic_frames(n_faces: int, n_frames: int) -> list:
 
 def today(board):
     """The board with today's policy before following (issue 16): the whole frame searched every frame."""
-    return dataclasses.replace(board, detector=dataclasses.replace(board.detector, every_frames=1),
+    detector = dataclasses.replace(board.detector, every_frames=1, still_grey_levels=0.0)
+    return dataclasses.replace(board, detector=detector,
                                follow=dataclasses.replace(board.follow, enabled=False))
 
 
@@ -134,6 +135,7 @@ def run_case(board, bundle, gallery, source, keep_crops: bool = False) -> dict:
             "embeds_per_frame": pipeline.embeds / n, "faces_per_frame": faces / n,
             "named": per_frame, "named_per_frame": sum(len(f) for f in per_frame) / n,
             "full_per_frame": stats["searches_full"] / n, "regions_per_frame": stats["searches_region"] / n,
+            "still_per_frame": stats["still_frames"] / n,
             "followed": stats["tracks_followed"], "detected": stats["tracks_detected"],
             "appear_latency": stats["appear_latency_frames"], "track_means": tracks_seen, "track_crops": crops,
             "together": together}
@@ -257,16 +259,17 @@ def main() -> None:
         print(f"follow row's settings changed from {args.board}: {', '.join(args.set)}")
     print(f"model {bundle.embed_net.spec.name}, bundle {bundle.model_version}, board {board.name}, "
           f"detector max_side_px={d.max_side_px} scale_factor={d.scale_factor} every_frames={d.every_frames} "
-          f"roi_on_change={d.roi_on_change}, follow={board.follow.enabled}, "
+          f"roi_on_change={d.roi_on_change} still_grey_levels={d.still_grey_levels}, follow={board.follow.enabled}, "
           f"{platform.machine()} {platform.processor() or ''}, 1 core (affinity {sorted(os.sched_getaffinity(0))})")
     print()
     print(f"load average before: {os.getloadavg()[0]:.1f}")
     print()
     print("| input | policy | fps (CPU) | x today | fps (wall) | detect ms/frame | follow ms/frame | "
           "embed+align+match ms/frame | frame ms | frame p95 ms | full searches/frame | region searches/frame | "
+          "still frames/frame | "
           "tracks/frame | followed share | named/frame | named the same | named otherwise | "
           "appear latency (frames) | embeds/frame |")
-    print("|" + "---|" * 19)
+    print("|" + "---|" * 20)
     fmt = lambda v: "-" if v is None else f"{v:.1f}"  # noqa: E731
     notes = []
     for name, make_source, clones in cases:
@@ -297,6 +300,7 @@ def main() -> None:
             print(f"| {name} | {policy} | {r['fps']:.1f} | {ratio:.2f} | {r['fps_wall']:.1f} | {pf['detect']:.2f} | "
                   f"{pf['follow']:.2f} | {pf['align'] + pf['embed'] + pf['match']:.2f} | {fmt(r['mean']['frame'])} | "
                   f"{fmt(r['p95']['frame'])} | {r['full_per_frame']:.2f} | {r['regions_per_frame']:.2f} | "
+                  f"{r['still_per_frame']:.2f} | "
                   f"{r['faces_per_frame']:.2f} | {share:.2f} | {r['named_per_frame']:.2f} | {same:.3f} | {other} | "
                   f"{fmt(r['appear_latency'])} | {r['embeds_per_frame']:.2f} |", flush=True)
         gallery.close()

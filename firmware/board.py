@@ -114,6 +114,11 @@ class DetectorConfig:
     #: a changed region larger than this fraction of the frame (a camera pan, the light) waits for the next
     #: full search instead of being searched at once
     change_max_fraction: float = 0.35
+    #: 0 = off; else a frame whose thumbnail (mean grey per 8x8 cell) differs from the last frame the loop worked
+    #: on by at most this many grey levels (0-255) in every cell is "still": nothing is searched, followed or
+    #: embedded in it, and the tracks keep their boxes and names.  Video converted from 24 to 30 fps repeats every
+    #: 5th frame with only compression noise (2-7 levels on the test clip; a moving face: 9 and more)
+    still_grey_levels: float = 0.0
     #: the grey frame before the cascade: "none", "hist" (global histogram equalisation) or "clahe" (local,
     #: contrast-limited); see ``detect.DetectorSettings``
     equalize: str = "none"
@@ -381,6 +386,9 @@ def _validate(board: Board) -> None:
     _positive(path, "detector.max_faces", board.detector.max_faces)
     _positive(path, "detector.every_frames", board.detector.every_frames)
     _positive(path, "detector.change_grey_levels", board.detector.change_grey_levels)
+    if not 0.0 <= board.detector.still_grey_levels < 255.0:
+        raise BoardFileError(path, "detector.still_grey_levels",
+                             f"expected a number in [0, 255) (0: off), found {board.detector.still_grey_levels}")
     if not 0.0 < board.detector.change_max_fraction <= 1.0:
         raise BoardFileError(path, "detector.change_max_fraction",
                              f"expected a number in (0, 1], found {board.detector.change_max_fraction}")

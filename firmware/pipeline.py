@@ -9,7 +9,9 @@ which makes the events independent of the machine's speed (emulated boards, repr
 
 Detection is most of a frame's cost, so (``[detector] every_frames`` > 1, ``[follow] enabled``) the whole frame
 is searched only every N frames and, between, each track is moved by the alignment net (``follow.py``) and
-only regions are searched (``search.py``: new and doubtful tracks, changes outside the tracks).
+only regions are searched (``search.py``: new and doubtful tracks, changes outside the tracks).  A still frame
+(``[detector] still_grey_levels``: the same picture as the last frame worked on, e.g. the repeated frames of video
+converted from 24 fps) is skipped: the tracks keep their boxes and names.
 
 A frame that raises is skipped with a ``loop.error`` event; the loop never dies of one frame.
 Must not import torch.
@@ -100,11 +102,12 @@ class Pipeline:
         #: track-frames whose box came from the detector / the follower; follower doubts; searches by kind;
         #: frames from a track's first detection to its person.appeared (summed over appeared tracks)
         self.counts = {"tracks_detected": 0, "tracks_followed": 0, "follow_doubts": 0, "searches_full": 0,
-                       "searches_region": 0, "appeared": 0, "appear_latency_frames": 0}
+                       "searches_region": 0, "appeared": 0, "appear_latency_frames": 0, "still_frames": 0}
         self.times = StageTimes()
         self.debug_embeddings = False
         self.debug_explain = False  # explain records (``debug.explain``): crops, views, distances; same session rules
         self.frame_index = 0
+        self._last_worked = -1  # the last frame searched and followed (not still)
         self.healthy_frames = 0
         self.failed_frames = 0
         self.embeds = 0
@@ -128,26 +131,36 @@ class Pipeline:
         self.frame_index += 1
         now = time.time()
         with self.model_lock:
-            plan = self.planner.plan(frame, index, list(self.tracker.tracks.values()))
-            boxes = self._search(frame, plan)
-            update = self.tracker.update(boxes, index, now, None if plan.full else plan.covers)
-            self.counts["tracks_detected"] += len(update.seen)
-            if self.following:
-                self._follow_tracks(frame, update, index, now)
+            # skipped only when nothing waits on a new picture: an enrolment from the camera, a track to confirm,
+            # doubt or embed (its name must not wait for the scene to move)
+            still = self._capture is None and self.planner.still(frame) and \
+                self.tracker.settled(self._last_worked, index)
+            if still:  # the picture the tracks were placed on: nothing to search, follow or embed
+                self.counts["still_frames"] += 1
+                self.tracker.hold(index, now, self._last_worked)
+            else:
+                self._last_worked = index
+                plan = self.planner.plan(frame, index, list(self.tracker.tracks.values()))
+                boxes = self._search(frame, plan)
+                update = self.tracker.update(boxes, index, now, None if plan.full else plan.covers)
+                self.counts["tracks_detected"] += len(update.seen)
+                if self.following:
+                    self._follow_tracks(frame, update, index, now)
             if self._rematch:
                 self._rematch = False
                 for tr in list(self.tracker.tracks.values()):
                     if tr.embeddings:
                         self._decide(tr, self.gallery.match(tr.mean_embedding()), index)
-            for tr in update.appeared:
-                self.counts["appeared"] += 1
-                self.counts["appear_latency_frames"] += index - tr.first_frame
-                self.bus.publish(ev.PERSON_APPEARED, track=tr.id, box=_box_json(tr.box), frame=index)
-                self._publish_decision(tr, index)
-            self._serve_capture(frame, [box for _, box in update.seen])
-            self._embed_tracks(frame, update, index, t_frame)
-            for tr in update.lost:
-                self._publish_left(tr)
+            if not still:
+                for tr in update.appeared:
+                    self.counts["appeared"] += 1
+                    self.counts["appear_latency_frames"] += index - tr.first_frame
+                    self.bus.publish(ev.PERSON_APPEARED, track=tr.id, box=_box_json(tr.box), frame=index)
+                    self._publish_decision(tr, index)
+                self._serve_capture(frame, [box for _, box in update.seen])
+                self._embed_tracks(frame, update, index, t_frame)
+                for tr in update.lost:
+                    self._publish_left(tr)
         self.times.add("frame", (self.clock() - t_frame) * 1e3)
         self._window_frames += 1
         self.healthy_frames += 1
@@ -331,6 +344,7 @@ class Pipeline:
             "tracks_detected": c["tracks_detected"], "tracks_followed": c["tracks_followed"],
             "follow_doubts": c["follow_doubts"], "searches_full": c["searches_full"],
             "searches_region": c["searches_region"], "detect_every_frames": self.board.detector.every_frames,
+            "still_frames": c["still_frames"],
             "appear_latency_frames": round(c["appear_latency_frames"] / c["appeared"], 2) if c["appeared"] else None,
         }
 

@@ -14,7 +14,12 @@ One job: the detection schedule of the loop (``pipeline.py``).  The Haar search 
   more than ``change_max_fraction`` of the frame (a pan, the light: the next full search sees it).
 
 A region around a known face searches only sizes near its own (0.6-1.7x), which skips most of the pyramid:
-a 2x2-face region costs a small fraction of a full search.  numpy + OpenCV only.
+a 2x2-face region costs a small fraction of a full search.
+
+A **still** frame (``detector.still_grey_levels`` > 0: no thumbnail cell moved by more than that since the last
+frame the loop worked on) is not searched at all, nor followed: the loop keeps its tracks as they are
+(``SearchPlanner.still``).  Compared with the last frame worked on, not the previous one, so a slow drift adds up
+and is worked on.  numpy + OpenCV only.
 """
 from __future__ import annotations
 
@@ -90,19 +95,41 @@ class SearchPlanner:
     def __init__(self, config):
         self.config = config
         self.last_full = None  # frame index of the last full search
-        self._thumb = None  # the previous frame's thumbnail, float32 (H/8, W/8)
+        self._thumb = None  # the thumbnail of the last frame planned, float32 (H/8, W/8)
+        self._pending = None  # (frame id, thumbnail) computed by still() for the plan() of the same frame
+
+    def still(self, frame_bgr: np.ndarray) -> bool:
+        """Whether ``frame_bgr`` shows what the last planned frame showed (``detector.still_grey_levels``), so
+        the loop may skip it.  Always False when the setting is 0 or before the first plan."""
+        levels = self.config.still_grey_levels
+        if not levels:
+            return False
+        thumb = self._thumbnail(frame_bgr)
+        previous = self._thumb
+        if previous is not None and previous.shape == thumb.shape and float(np.abs(thumb - previous).max()) <= levels:
+            self._pending = None
+            return True
+        self._pending = (id(frame_bgr), thumb)  # plan() of this frame reuses it
+        return False
 
     def plan(self, frame_bgr: np.ndarray, index: int, tracks: Sequence) -> SearchPlan:
         """The search of frame ``index``; ``tracks``: the tracker's live tracks (``tracker.Track``)."""
         cfg = self.config
         height, width = frame_bgr.shape[:2]
-        thumb = self._thumbnail(frame_bgr) if cfg.roi_on_change and cfg.every_frames > 1 else None
+        pending, self._pending = self._pending, None
+        if pending is not None and pending[0] == id(frame_bgr):
+            thumb = pending[1]
+        elif (cfg.roi_on_change and cfg.every_frames > 1) or cfg.still_grey_levels:
+            thumb = self._thumbnail(frame_bgr)
+        else:
+            thumb = None
         previous, self._thumb = self._thumb, thumb
         if self.last_full is None or index - self.last_full >= cfg.every_frames:
-            self.last_full = index
+            # on the schedule's own slot: a full search put off by a still frame does not shift the ones after it
+            self.last_full = index if self.last_full is None else index - (index - self.last_full) % cfg.every_frames
             return SearchPlan(True, [])
         regions = [track_region(tr.box, width, height) for tr in tracks if tr.needs_search]
-        if thumb is not None and previous is not None and previous.shape == thumb.shape:
+        if cfg.roi_on_change and thumb is not None and previous is not None and previous.shape == thumb.shape:
             changed = self._changed_region(thumb, previous, tracks, width, height)
             if changed is not None:
                 regions.append(changed)

@@ -187,6 +187,22 @@ class Tracker:
         track.box, track.last_frame, track.last_t, track.doubtful = tuple(box), frame_index, t, False
         track.follows += 1
 
+    def settled(self, last_worked: int, frame_index: int) -> bool:
+        """Whether nothing is pending on any track after frame ``last_worked``, so that a still frame
+        ``frame_index`` (the same picture) can be skipped: every track was seen there, is announced, not in doubt,
+        and needs no embedding (a track still gathering its first samples takes every frame, or its name would wait
+        for the picture to change)."""
+        return all(tr.last_frame == last_worked and tr.announced and not tr.needs_search
+                   and self.embedding_need(tr, frame_index) is None for tr in self.tracks.values())
+
+    def hold(self, frame_index: int, t: float, last_worked: int) -> None:
+        """A still frame (``settled``): every track is where frame ``last_worked`` saw it, found by whatever found
+        it there."""
+        for tr in self.tracks.values():
+            tr.last_frame, tr.last_t = frame_index, t
+            if tr.last_detect_frame == last_worked:
+                tr.last_detect_frame = frame_index
+
     def doubt(self, track: Track) -> None:
         """The follower found no face where ``track`` was: keep its box, search there next frame."""
         track.doubtful = True
