@@ -22,4 +22,5 @@ def run(args) -> int:
                                      progress=not args.no_progress)
     print(f"{args.bundle}: board path (detect, int8 align, int8 embed) on LFW: {out.result.summary()}; "
           f"{out.undetected} of {out.images} images had no detection (their known LFW frame was used)")
+    print(f"  transfer check (θ chosen on held-out CelebA identities), {out.at_theta_summary()}")
     return 0

@@ -78,7 +78,7 @@ class Timeline:
     fps: float
     started: bool = False
     max_frame: int = -1
-    decisions: list = field(default_factory=list)   # (frame, track, name or None, distance, margin)
+    decisions: list = field(default_factory=list)   # (frame, track, name or None, distance, margin, score or None)
     left: list = field(default_factory=list)         # (frame, track, name, frames_seen, duration_s)
     boot: list = field(default_factory=list)
     stats: list = field(default_factory=list)
@@ -106,7 +106,7 @@ class Timeline:
                     self.max_frame = max(self.max_frame, ev["frames"] - 1)
             elif name in ("person.recognised", "person.unknown"):
                 row = (frame, ev.get("track"), ev.get("name") if name == "person.recognised" else None,
-                       ev.get("distance"), ev.get("margin"))
+                       ev.get("distance"), ev.get("margin"), ev.get("score"))
                 (self.after_forget if self.forgetting else self.decisions).append(row)
             elif name == "person.left" and not self.forgetting:
                 self.left.append((frame, ev.get("track"), ev.get("name"), ev.get("frames_seen"), ev.get("duration_s")))
@@ -126,9 +126,11 @@ def summary_lines(tl: Timeline, info: dict, board_stats: dict, link_stats, monit
     lines = ["", "=== wearface demo: summary ==="]
     lines.append(f"video: {tl.n_frames} frames at {tl.fps:.1f} fps; the board processed frames 0..{tl.max_frame}")
     rows = []
-    for frame, track, name, dist, margin in tl.decisions:
+    for frame, track, name, dist, margin, score in tl.decisions:
         what = f"recognised {name}" if name else "unknown"
-        rows.append((frame, 0, f"track {track}: {what:<22} distance {_fmt_dist(dist)}  margin {_fmt_dist(margin)}"))
+        # with a cohort (rule "l2_cohort") θ bounds the score, not the distance: show what was compared
+        scored = "" if score is None else f"  score {_fmt_dist(score)}"
+        rows.append((frame, 0, f"track {track}: {what:<22} distance {_fmt_dist(dist)}{scored}  margin {_fmt_dist(margin)}"))
     for frame, track, name, seen, dur in tl.left:
         rows.append((frame, 1, f"track {track} left ({name or 'unknown'}, {seen} frames, {dur} s)"))
     lines.append("who was recognised when (video time, board's decisions per track):" if tl.decisions
@@ -136,7 +138,7 @@ def summary_lines(tl: Timeline, info: dict, board_stats: dict, link_stats, monit
     for frame, _, text in sorted(rows, key=lambda r: (r[0] if isinstance(r[0], int) else -1, r[1])):
         lines.append(f"  {tl.video_s(frame)}  frame {frame if frame is not None else '?':>4}  {text}")
     if tl.after_forget:
-        frame, track, name, dist, _ = tl.after_forget[-1]
+        frame, track, name, dist, _, _ = tl.after_forget[-1]
         stale = len(tl.after_forget) - 1
         lines.append(f"after `gallery delete`: track {track} at {tl.video_s(frame)} -> "
                      f"{'recognised ' + str(name) if name else 'unknown'} (distance {_fmt_dist(dist)})"

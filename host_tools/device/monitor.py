@@ -47,6 +47,11 @@ def _fmt(value) -> str:
     return str(value)
 
 
+def _score(ev: dict) -> str:
+    """``"  score S"`` when the decision carries one (a bundle with a cohort: θ bounds the score, not the distance)."""
+    return f"  score {_fmt(ev['score'])}" if isinstance(ev.get("score"), (int, float)) else ""
+
+
 class EventFormatter:
     """One line per event: ``HH:MM:SS.mmm  name  key=value ...``, coloured by kind when ``colour``."""
 
@@ -81,10 +86,10 @@ class EventFormatter:
         if name == "person.recognised":
             margin = ev.get("margin")
             return (f"track {ev.get('track')}: {self.paint(str(ev.get('name')), 'bold')}  distance "
-                    f"{_fmt(ev.get('distance'))}  margin {_fmt(margin) if margin is not None else '-'}"
+                    f"{_fmt(ev.get('distance'))}{_score(ev)}  margin {_fmt(margin) if margin is not None else '-'}"
                     f"{'  (next ' + str(ev['next_name']) + ')' if ev.get('next_name') else ''}")
         if name == "person.unknown":
-            return f"track {ev.get('track')}: unknown  nearest {ev.get('nearest')} at {_fmt(ev.get('distance'))}"
+            return f"track {ev.get('track')}: unknown  nearest {ev.get('nearest')} at {_fmt(ev.get('distance'))}{_score(ev)}"
         if name == "debug.embedding":
             return (f"track {ev.get('track')}: {ev.get('name') or 'unknown'} d={_fmt(ev.get('distance'))} "
                     f"embedding {_fmt(ev.get('embedding'))}")

@@ -29,6 +29,34 @@ class BoardPathResult:
     result: E.VerificationResult
     images: int
     undetected: int
+    #: at the bundle's own θ and rule (a transfer check: θ was chosen on held-out CelebA identities): the share of
+    #: matched pairs accepted (TAR) and of mismatched pairs accepted (FAR); with a cohort the pair's second image
+    #: is the probe (its k-th nearest cohort distance divides the distance), as a live face is on the board
+    accept_same: float = float("nan")
+    accept_different: float = float("nan")
+    theta: float = float("nan")
+    rule: str = ""
+
+    def at_theta_summary(self) -> str:
+        return (f"at the bundle's θ {self.theta:.4f} ({self.rule}): matched pairs accepted "
+                f"{100 * self.accept_same:.2f}%, mismatched pairs accepted {100 * self.accept_different:.2f}%")
+
+
+def accept_at_theta(emb: np.ndarray, keys: list, pairs: D.PairsFile, theta: float, cohort: np.ndarray | None = None,
+                    cohort_k: int = 10) -> tuple[float, float]:
+    """(matched, mismatched) share of ``pairs`` the board's rule accepts at ``theta``: distance < θ, or with a
+    ``cohort`` (M, D) distance / the second image's ``cohort_k``-th nearest cohort distance < θ."""
+    from wearface.firmware.gallery import cohort_distance
+
+    index = {k: i for i, k in enumerate(keys)}
+    a = np.array([index[(p.name1, p.index1)] for p in pairs.pairs])
+    b = np.array([index[(p.name2, p.index2)] for p in pairs.pairs])
+    score = np.linalg.norm(emb[a] - emb[b], axis=1)
+    if cohort is not None:
+        score = score / np.maximum(cohort_distance(emb[b], cohort, cohort_k), 1e-12)
+    same = pairs.same()
+    accepted = score < theta
+    return float(accepted[same].mean()), float(accepted[~same].mean())
 
 
 def subset_pairs(pairs: D.PairsFile, per_fold_half: int) -> D.PairsFile:
@@ -88,11 +116,17 @@ def evaluate_bundle_board_path(bundle_path: str | Path, board_path: str | Path, 
         member = D.lfw_member(name, index)
         return cropper.crop(D.decode_jpeg_rgb(lfw.raw_bytes(name, index), member))
 
-    def embed(crops: np.ndarray) -> np.ndarray:
-        return np.stack([cropper.model.embed(c) for c in crops])
+    from tqdm import tqdm
 
-    result = E.verify_pairs(embed, pairs, image_of, batch=64, progress=progress)
-    return BoardPathResult(result, len(D.pair_images(pairs)), cropper.undetected)
+    keys = D.pair_images(pairs)
+    emb = np.stack([cropper.model.embed(image_of(*k)) for k in tqdm(keys, desc="embed", disable=not progress)])
+    emb = emb.astype(np.float64)
+    result = E.score_pairs(emb, keys, pairs)
+    theta = float(bundle.threshold)
+    same, different = accept_at_theta(emb, keys, pairs, theta, bundle.cohort, bundle.cohort_k)
+    rule = "distance < θ" if bundle.cohort is None else \
+        f"distance / the probe's k-th nearest of its cohort of {len(bundle.cohort)} < θ, k = {bundle.cohort_k}"
+    return BoardPathResult(result, len(keys), cropper.undetected, same, different, theta, rule)
 
 
 @dataclass

@@ -22,7 +22,10 @@ def test_formatter_and_filter():
     fmt = EventFormatter(colour=False)
     line = fmt.line({"event": "person.recognised", "t": 0.0, "track": 3, "name": "ada", "distance": 0.41234,
                      "margin": 0.2, "next_name": "bob"})
-    assert "track 3: ada" in line and "distance 0.412" in line and "(next bob)" in line
+    assert "track 3: ada" in line and "distance 0.412" in line and "(next bob)" in line and "score" not in line
+    unknown = fmt.line({"event": "person.unknown", "t": 0.0, "track": 4, "nearest": "ada", "distance": 0.8,
+                        "score": 1.0625})  # a bundle with a cohort: θ bounds the score
+    assert "nearest ada at 0.800" in unknown and "score 1.062" in unknown
     assert "\033[" in EventFormatter(colour=True).line({"event": "boot.rollback", "t": 0.0})
     stats = fmt.line({"event": "stats", "t": 0.0, "fps": 12.5, "latency_ms": {"detect": 3.0, "embed": 9.25}})
     assert "fps 12.5" in stats and "detect 3.0" in stats and "embed 9.2" in stats

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from wearface.host_tools.train import data as D
-from wearface.host_tools.train.board_path_eval import evaluate_bundle_board_path, subset_pairs
+from wearface.host_tools.train.board_path_eval import accept_at_theta, evaluate_bundle_board_path, subset_pairs
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -18,17 +18,37 @@ def test_subset_keeps_every_fold_and_both_halves():
     assert list(sub.folds()) == [0, 0, 1, 1] and list(sub.same()) == [True, False, True, False]
 
 
+def test_accept_at_theta_applies_the_bundles_rule_with_the_second_image_as_probe():
+    pairs = D.parse_pairs("1\t2\n" + "a\t1\t2\nb\t1\t2\n" + "a\t1\tb\t1\nc\t1\td\t1\n", "t")
+    keys = D.pair_images(pairs)
+    at = {k: i for i, k in enumerate(keys)}
+    emb = np.zeros((len(keys), 2))
+    for key, xy in {("a", 1): (0, 0), ("a", 2): (0.3, 0), ("b", 1): (5, 0), ("b", 2): (5, 0.9),
+                    ("c", 1): (10, 0), ("d", 1): (10, 0.5)}.items():
+        emb[at[key]] = xy
+    # distances: matched 0.3, 0.9; mismatched 5.0, 0.5
+    assert accept_at_theta(emb, keys, pairs, 0.6) == (0.5, 0.5)
+    assert accept_at_theta(emb, keys, pairs, 1.0) == (1.0, 0.5)
+    # the probes' nearest cohort points lie 2.0-2.9 away, but d's 0.25 away: (c, d) scores 0.5 / 0.25 = 2.0
+    cohort = np.array([[0.0, 2.0], [5.0, 2.9], [10.0, 0.75]])
+    same, different = accept_at_theta(emb, keys, pairs, 1.0, cohort, 1)
+    assert same == 1.0 and different == 0.0
+
+
 def test_shipped_bundle_tells_lfw_pairs_apart_through_the_board_path(shared_data):
     out = evaluate_bundle_board_path(REPO / "models" / "default.wfb", REPO / "boards" / "virtual.toml",
                                      shared_data / "lfw", per_fold_half=10)
     assert len(out.result.accuracies) == 10 and out.images > 250
     assert out.undetected <= 0.05 * out.images
     assert np.mean(out.result.accuracies) >= 0.70  # random nets score ~0.5
+    assert 0 <= out.accept_different <= out.accept_same <= 1 and out.theta > 0 and "θ" in out.rule
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("extra, rule, theta_max", [([], "board", 2.0),
-                                                    (["--cohort", "20", "--cohort-k", "3"], "cohort-normalised", 8.0)])
+# no --cohort: the bundle's own rule (the shipped bundle carries a cohort since 1.3-a92); --cohort N: N training
+# identities through the board path, whatever the bundle carries
+@pytest.mark.parametrize("extra, rule, theta_max", [([], "cohort-normalised (the bundle's)", 8.0),
+                                                    (["--cohort", "20", "--cohort-k", "3"], "cohort-normalised: ", 8.0)])
 def test_eval_heldout_reports_open_set_figures_for_the_shipped_bundle(shared_data, tmp_path, capsys, extra, rule,
                                                                       theta_max):
     import json

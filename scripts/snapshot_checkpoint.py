@@ -1,0 +1,60 @@
+#!/usr/bin/env python3
+"""Take a long run's ``last.pt`` as a shippable checkpoint: weights only, with how it was trained.
+
+The long run (``scripts/long_run_a.sh``) keeps training across sessions; a bundle is built from a snapshot of it.
+``last.pt`` is chosen, not ``best.pt``: best.pt is picked on the held-out identities whose report half the bundle's
+open-set figures are measured on, the latest row is picked on nothing.  The snapshot drops the optimizer state
+(a third of the size) and records in ``extra`` what ``wearface bundle build`` copies into the manifest's
+provenance (``bundle inspect`` prints it): the training command, the data, the machine, the images seen and the
+history rows up to the snapshot.
+
+Usage (run right after a history row, when last.pt is at that row's step):
+
+    python3 scripts/snapshot_checkpoint.py models/runs/a_5m models/checkpoints/model_a_long_1504k.pt
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+COMMAND = ("wearface train --net A --data ../shared/data --out models/runs/a_5m --images 5000000 --batch 128 "
+           "--weighting balanced --distance-scale 4 --theta 5 --teacher ../shared/data/teacher/teacher_dlib_v1.npz "
+           "--all-faces --extra-per-batch 10 --pipeline memory --damage 1.0 --select-on heldout --threads 1 "
+           "--ckpt-every 100 --no-progress [--resume]  (scripts/long_run_a.sh, resumed every session)")
+DATA = ("CelebA crops (celeba_wild128 + celeba_more112; non-commercial research terms) with camera damage + the "
+        "dlib ResNet teacher's descriptors (CC0)")
+MACHINE = "2 shared x86_64 vCPUs, one torch thread, resumed across sessions"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("run", help="the run folder (last.pt, history.jsonl)")
+    ap.add_argument("out", help="the checkpoint to write (.pt)")
+    ap.add_argument("--last", help="a copy of last.pt taken at a row (default: RUN/last.pt)")
+    args = ap.parse_args(argv)
+    run = Path(args.run)
+    ckpt = torch.load(args.last or run / "last.pt", map_location="cpu", weights_only=False)
+    history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines() if line.strip()]
+    rows = [r for r in history if r.get("step", 0) <= ckpt["step"]]
+    if not rows or rows[-1]["step"] != ckpt["step"]:
+        print(f"error: last.pt is at step {ckpt['step']}, which has no history row: snapshot right after a row "
+              f"(last row at step {history[-1]['step'] if history else None})", file=sys.stderr)
+        return 2
+    for key in ("optimizer", "scheduler", "torch_rng"):
+        ckpt.pop(key, None)
+    last = rows[-1]
+    ckpt["extra"] = {"command": COMMAND, "data": DATA,
+                     "machine": f"{MACHINE}; {last['train_wall_s']:.0f} s of training",
+                     "images_seen": int(last["images_seen"]), "history": rows}
+    torch.save(ckpt, args.out)
+    print(f"wrote {args.out}: step {ckpt['step']}, {int(last['images_seen']):,} images, held-out "
+          f"{last.get('heldout_acc', float('nan')):.4f} clean / {last.get('heldout_hard_acc', float('nan')):.4f} damaged")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
