@@ -53,7 +53,7 @@ from wearface.firmware.board import boards_dir, load_board  # noqa: E402
 from wearface.firmware.bundle import read_bundle  # noqa: E402
 from wearface.firmware.camera import IterableSource, VideoCaptureSource  # noqa: E402
 from wearface.firmware.facemodel import FaceModel  # noqa: E402
-from wearface.firmware.gallery import Gallery  # noqa: E402
+from wearface.firmware.gallery import Gallery, cohort_distance  # noqa: E402
 from wearface.firmware.pipeline import Pipeline  # noqa: E402
 from wearface.firmware.tracker import iou  # noqa: E402
 
@@ -199,21 +199,24 @@ def teacher_groups(track_crops: dict, track_ids: list, together: set, max_crops:
 
 
 def enrol_tracks(gallery, track_means: dict, threshold: float, track_crops: dict | None = None,
-                 together: set = frozenset()) -> tuple[int, str]:
+                 together: set = frozenset(), cohort=None, cohort_k: int = 0) -> tuple[int, str]:
     """Enrol the people a first pass saw as seen00, seen01...: then "named the same" compares real decisions, not
     "unknown" everywhere.  Who is one person: the teacher's grouping of the tracks when dlib is installed (a wearer
     enrols each person once; the board's own embedding splits one performer of the clip into several people 0.6-0.8
-    apart at θ 0.512, and a name swap between two of them is no wrong name), else track means nearer than
-    ``threshold`` (the board's θ).  Returns (people, how they were grouped)."""
+    apart at θ 0.512, and a name swap between two of them is no wrong name), else track means the board's rule
+    would call one person: distance < ``threshold`` (θ), or with a ``cohort`` (the bundle's, metric "l2_cohort")
+    distance / the track's ``cohort_k``-th nearest cohort distance < θ.  Returns (people, how they were grouped)."""
     ids = list(track_means)
     groups = teacher_groups(track_crops or {}, ids, together) if track_crops is not None else None
     how = f"the teacher (dlib, descriptor distance < {TEACHER_SAME_PERSON}; tracks seen in one frame kept apart)"
     if groups is None:
-        how = f"the board's embedding (track means nearer than θ {threshold:.3f})"
+        how = f"the board's embedding (track means nearer than θ {threshold:.3f})" if cohort is None else \
+            f"the board's rule (track means scoring under θ {threshold:.3f} against its cohort, k = {cohort_k})"
         groups = []
         for tid in ids:
+            scale = 1.0 if cohort is None else float(cohort_distance(track_means[tid], cohort, cohort_k)[0])
             for g in groups:
-                if float(np.linalg.norm(track_means[g[0]] - track_means[tid])) < threshold:
+                if float(np.linalg.norm(track_means[g[0]] - track_means[tid])) / scale < threshold:
                     g.append(tid)
                     break
             else:
@@ -274,7 +277,8 @@ def main() -> None:
     notes = []
     for name, make_source, clones in cases:
         path = Path("/tmp") / f"bench_pipeline_{os.getpid()}.sqlite"
-        gallery = Gallery(path, str(bundle.embedding_space), float(bundle.threshold))
+        gallery = Gallery(path)
+        gallery.set_model(str(bundle.embedding_space), float(bundle.threshold), bundle.cohort, bundle.cohort_k)
         rng = np.random.default_rng(0)
         for i in range(20):  # a gallery of 20 people x 5 embeddings: match cost as on a real board
             v = rng.normal(size=(5, 128)).astype(np.float32)
@@ -283,7 +287,8 @@ def main() -> None:
         by_teacher = not (args.board_identities or clones)
         first = run_case(today(board_file), bundle, gallery, make_source(), keep_crops=by_teacher)
         n_people, how = enrol_tracks(gallery, first["track_means"], float(bundle.threshold),
-                                     first["track_crops"] if by_teacher else None, first["together"])
+                                     first["track_crops"] if by_teacher else None, first["together"],
+                                     bundle.cohort, bundle.cohort_k)
         notes.append(f"{name}: {len(first['track_means'])} tracks of the first pass enrolled as {n_people} people, "
                      f"grouped by {how}")
         results = {}

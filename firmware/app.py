@@ -28,7 +28,7 @@ from .align import FRAME_SIZE, window_from_params
 from .boot import RECOVERY, RUNNING, Booter, Verifier
 from .camera import open_camera
 from .errors import CameraError, EnrollError, GalleryError, NotRunningError
-from .gallery import Gallery, check_name
+from .gallery import Gallery, check_name, cohort_distance
 from .log import BoardLog
 from .pipeline import Pipeline
 from .slots import SlotStore
@@ -296,6 +296,7 @@ class BoardApp:
             "model_version": None if bundle is None else str(bundle.model_version),
             "embedding_space": None if bundle is None else str(bundle.embedding_space),
             "threshold": None if bundle is None else float(bundle.threshold),
+            "threshold_metric": None if bundle is None else bundle.threshold_metric,
             "gallery_size": self.gallery.size(),
             "kernels_path": None if self.model is None else str(self.model.runtime_backend),
             "cpu": {"arch": b.cpu.arch, "core": b.cpu.core, "dotprod": b.cpu.dotprod, **_detected_cpu()},
@@ -396,9 +397,14 @@ class BoardApp:
         spread = np.linalg.norm(vectors - mean, axis=1)
         if self.pipeline is not None:
             self.pipeline.rematch()
+        theta = float(model.bundle.threshold)
+        # the spread is a distance: with a cohort θ bounds a ratio, so also say what distance it means for this
+        # person (θ x the k-th nearest cohort distance of the mean), the scale the host compares the spread with
+        distance_theta = theta if model.bundle.cohort is None else \
+            theta * float(cohort_distance(mean, model.bundle.cohort, model.bundle.cohort_k)[0])
         result = {"name": name, "added": int(len(vectors)), "embeddings": entry["usable"],
                   "spread_mean": round(float(spread.mean()), 4), "spread_max": round(float(spread.max()), 4),
-                  "threshold": float(model.bundle.threshold), "faces": found}
+                  "threshold": theta, "distance_threshold": round(distance_theta, 4), "faces": found}
         self.log.info(f"enrolled {name}: {len(vectors)} embeddings, spread mean {result['spread_mean']}")
         return result
 

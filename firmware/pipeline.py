@@ -251,7 +251,7 @@ class Pipeline:
         self._decide(track, match, index)
         if self.debug_embeddings:
             self.bus.publish(ev.DEBUG_EMBEDDING, track=track.id, embedding=np.asarray(vector, np.float32),
-                             name=match.name, distance=match.distance, frame=index,
+                             name=match.name, distance=match.distance, score=match.score, frame=index,
                              n_embeddings=len(track.embeddings))
         if details is not None:
             self.bus.publish(ev.DEBUG_EXPLAIN, track=track.id, frame=index, box=_box_json(box), crop=crop,

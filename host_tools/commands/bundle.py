@@ -292,8 +292,12 @@ def bundle_lfw(args) -> int:
     b = fmt.read_bundle(_read(args.bundle), args.bundle)
     r = Q.lfw_int8(b.embed_net, args.data, pair_stride=args.lfw_stride)
     print(f"{args.bundle} ({b.model_version}): LFW View 2 int8 {r.summary()}")
-    print(f"at the bundle's θ = {b.threshold:.4f}: {100 * Q.accuracy_at(r, b.threshold):.2f}% of {len(r.dist)} pairs right "
-          f"(θ fixed, not re-fit per fold)")
+    if b.cohort is not None:  # θ bounds distance / the probe's k-th cohort distance, not the distance scored here
+        print(f"the bundle's θ = {b.threshold:.4f} bounds the cohort score (metric {b.threshold_metric}), not a "
+              f"distance: `wearface eval-board` reports what it accepts on LFW")
+    else:
+        print(f"at the bundle's θ = {b.threshold:.4f}: {100 * Q.accuracy_at(r, b.threshold):.2f}% of {len(r.dist)} "
+              f"pairs right (θ fixed, not re-fit per fold)")
     return 0
 
 

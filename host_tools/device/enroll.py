@@ -35,6 +35,9 @@ class EnrollResult:
     threshold: float
     faces: list
     upload_bytes: int
+    #: the distance θ means for this person (θ itself, or with a cohort θ x the mean's k-th nearest cohort distance);
+    #: boards before 0.2.3 did not say: θ
+    distance_threshold: float = float("nan")
 
 
 def encode_photo(path: str | Path, max_side_px: int = MAX_SIDE_PX) -> bytes:
@@ -62,7 +65,8 @@ def _result(out: dict, upload_bytes: int) -> EnrollResult:
                         spread_mean=float(out.get("spread_mean", np.nan)),
                         spread_max=float(out.get("spread_max", np.nan)),
                         threshold=float(out.get("threshold", np.nan)), faces=list(out.get("faces", [])),
-                        upload_bytes=upload_bytes)
+                        upload_bytes=upload_bytes,
+                        distance_threshold=float(out.get("distance_threshold", out.get("threshold", np.nan))))
 
 
 def enroll_photos(link: Link, name: str, paths: list[str | Path]) -> EnrollResult:
@@ -96,8 +100,11 @@ def enroll_camera(link: Link, name: str, n_frames: int) -> EnrollResult:
 def describe(result: EnrollResult) -> str:
     """Human summary: how many, how the faces were found, the spread against θ."""
     modes = ", ".join(f.get("mode", "?") for f in result.faces)
-    verdict = "tight" if result.spread_max < result.threshold / 2 else (
-        "wide: check the photos are all this person" if result.spread_max >= result.threshold else "ok")
+    limit = result.distance_threshold if np.isfinite(result.distance_threshold) else result.threshold
+    verdict = "tight" if result.spread_max < limit / 2 else (
+        "wide: check the photos are all this person" if result.spread_max >= limit else "ok")
+    against = f"θ {result.threshold:.3f}" if limit == result.threshold else \
+        f"θ {result.threshold:.3f} of the cohort rule = distance {limit:.3f} for this person"
     return (f"enrolled {result.name}: {result.added} embeddings added ({modes}), {result.embeddings} stored; "
             f"intra-person spread (distance to the mean): mean {result.spread_mean:.3f}, max {result.spread_max:.3f} "
-            f"vs θ {result.threshold:.3f} ({verdict})")
+            f"vs {against} ({verdict})")

@@ -29,6 +29,17 @@ def _label(img: np.ndarray, text: str, y: int, x: int = PAD, colour=(235, 235, 2
     cv2.putText(img, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, 0.45, colour, 1, cv2.LINE_AA)
 
 
+def theta_line(record: dict) -> tuple[float, str]:
+    """Where θ goes among a record's distance bars, and its label.  With a cohort (the decision's ``score`` is
+    distance / the probe's cohort distance, not the distance) θ bounds the score, so the line is the distance θ
+    means for this probe: θ x its cohort distance."""
+    theta = float(record.get("threshold") or 0.0)
+    distance, score = record.get("distance"), record.get("score")
+    if isinstance(distance, (int, float)) and isinstance(score, (int, float)) and score > 0 and score != distance:
+        return theta * distance / score, f"theta {theta:.3f} x cohort {distance / score:.3f}"
+    return theta, f"theta {theta:.3f}"
+
+
 def render_panel(record: dict, enrolled: list[np.ndarray] | None = None) -> np.ndarray:
     """The panel of one ``debug.explain`` record as a BGR uint8 image."""
     crop = np.asarray(record["crop"], np.uint8)
@@ -39,7 +50,7 @@ def render_panel(record: dict, enrolled: list[np.ndarray] | None = None) -> np.n
     tiles += [cv2.resize(np.asarray(c, np.uint8), (side, side), interpolation=cv2.INTER_NEAREST) for c in (enrolled or [])[:2]]
     strip = np.concatenate([t[:, :, ::-1] for t in tiles], axis=1)  # RGB -> BGR
     nearest = record.get("nearest") or []
-    theta = float(record.get("threshold") or 0.0)
+    theta, theta_text = theta_line(record)
     bars_h = PAD + ROW_H * (len(nearest) + 2)
     panel = np.full((side + 20 + bars_h, max(strip.shape[1], BAR_W + 200), 3), 32, np.uint8)
     panel[20:20 + side, :strip.shape[1]] = strip
@@ -58,7 +69,7 @@ def render_panel(record: dict, enrolled: list[np.ndarray] | None = None) -> np.n
         _label(panel, f"{float(n['distance']):.3f}", y + 14, 150 + w + 6)
     x_theta = 150 + int(BAR_W * theta / d_max)
     cv2.line(panel, (x_theta, top - 4), (x_theta, top + ROW_H * max(1, len(nearest))), (0, 215, 255), 2)
-    _label(panel, f"theta {theta:.3f}", top + ROW_H * max(1, len(nearest)) + 16, x_theta - 30, (0, 215, 255))
+    _label(panel, theta_text, top + ROW_H * max(1, len(nearest)) + 16, x_theta - 30, (0, 215, 255))
     return panel
 
 
@@ -103,7 +114,8 @@ class ExplainWriter:
             file = f"explain_{int(ev.get('frame', 0)):07d}_track{int(ev.get('track', 0))}.png"
             cv2.imwrite(str(self.folder / file), render_panel(ev, enrolled))
             entry = {"file": file, "frame": ev.get("frame"), "track": ev.get("track"), "name": ev.get("name"),
-                     "distance": ev.get("distance"), "threshold": ev.get("threshold"), "nearest": nearest,
+                     "distance": ev.get("distance"), "score": ev.get("score"), "threshold": ev.get("threshold"),
+                     "nearest": nearest,
                      "alignment": [float(v) for v in np.asarray(ev.get("alignment", []), np.float64)],
                      "box": ev.get("box")}
             with open(self.folder / "index.jsonl", "a") as fh:

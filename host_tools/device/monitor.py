@@ -81,6 +81,7 @@ class EventFormatter:
             follow = (f"  followed {ev['tracks_followed']} detected {ev.get('tracks_detected')} "
                       f"(full search every {ev.get('detect_every_frames')} frames, appear latency "
                       f"{ev.get('appear_latency_frames')})") if "tracks_followed" in ev else ""
+            follow += f"  still {ev['still_frames']}" if ev.get("still_frames") else ""
             return (f"fps {fps if fps is not None else '-'}  ms: {stages}  tracks {ev.get('tracks', '-')}  "
                     f"frames {ev.get('frames', '-')} dropped {ev.get('dropped_frames', 0)}{follow}")
         if name == "person.recognised":
@@ -121,8 +122,10 @@ class Recorder:
 
     Arrays: ``t`` (N,) float64 unix s; ``track`` (N,) int32; ``frame`` (N,) int64; ``embedding`` (N, D) float32
     (L2-normalised, as the board sent it); ``name`` (N,) str — the board's match for that embedding ("" when
-    unknown); ``distance`` (N,) float32 to the nearest enrolled person (NaN with an empty gallery); ``threshold``
-    () float32 θ; ``stats_t`` (M,), ``fps`` (M,), ``latency_<stage>_ms`` (M,) from the stats events (mean per
+    unknown); ``distance`` (N,) float32 to the nearest enrolled person (NaN with an empty gallery); ``score`` (N,)
+    float32, what the board compared with θ (the distance, or with a bundle that carries a cohort the distance /
+    the probe's k-th nearest cohort distance; NaN when the board did not say); ``threshold`` () float32 θ;
+    ``threshold_metric`` () str, the bundle's rule ("l2", "l2_cohort", or "" when unknown); ``stats_t`` (M,), ``fps`` (M,), ``latency_<stage>_ms`` (M,) from the stats events (mean per
     stats window); ``decision_t``/``decision_track``/``decision_name`` for person.recognised/unknown events.
     """
 
@@ -131,6 +134,7 @@ class Recorder:
         self.stats: list[dict] = []
         self.decisions: list[tuple] = []
         self.threshold = float("nan")
+        self.threshold_metric = ""
         self.lock = threading.Lock()
 
     def clear(self) -> None:
@@ -143,9 +147,10 @@ class Recorder:
         with self.lock:
             if name == "debug.embedding":
                 emb = np.asarray(ev.get("embedding"), np.float32).reshape(-1)
-                dist = ev.get("distance")
+                dist, score = ev.get("distance"), ev.get("score")
                 self.rows.append((float(ev.get("t", 0.0)), int(ev.get("track", -1)), int(ev.get("frame", -1)), emb,
-                                  str(ev.get("name") or ""), float("nan") if dist is None else float(dist)))
+                                  str(ev.get("name") or ""), float("nan") if dist is None else float(dist),
+                                  float("nan") if score is None else float(score)))
             elif name == "stats":
                 self.stats.append(ev)
             elif name in ("person.recognised", "person.unknown"):
@@ -164,7 +169,8 @@ class Recorder:
             "t": np.array([r[0] for r in rows], np.float64), "track": np.array([r[1] for r in rows], np.int32),
             "frame": np.array([r[2] for r in rows], np.int64), "embedding": emb,
             "name": np.array([r[4] for r in rows], dtype=str), "distance": np.array([r[5] for r in rows], np.float32),
-            "threshold": np.float32(self.threshold),
+            "score": np.array([r[6] for r in rows], np.float32),
+            "threshold": np.float32(self.threshold), "threshold_metric": np.array(self.threshold_metric),
             "stats_t": np.array([s.get("t", 0.0) for s in stats], np.float64),
             "fps": np.array([s.get("fps") if s.get("fps") is not None else np.nan for s in stats], np.float32),
             "decision_t": np.array([d[0] for d in decisions], np.float64),
@@ -300,6 +306,7 @@ class Monitor:
             info = self.link.request(P.Opcode.INFO)
             if self.recorder is not None:
                 self.recorder.threshold = float(info.get("threshold") or np.nan)
+                self.recorder.threshold_metric = str(info.get("threshold_metric") or "")
             if self.recorder is not None or self.explainer is not None:
                 self.link.request(P.Opcode.DEBUG_EMBEDDINGS, {"on": True, "explain": self.explainer is not None})
             self.emit(self.fmt.paint(

@@ -1,7 +1,8 @@
 """Render a monitor recording (``wearface monitor --record FILE.npz``) as one PNG.
 
 One job: three panels — the debug embeddings in 2D (PCA, coloured by the board's decision), each track's
-distance to the nearest enrolled person over time with the threshold θ, and the histogram of the board's
+distance to the nearest enrolled person over time with the threshold θ (with a bundle that carries a cohort: the
+score θ bounds, distance / the probe's k-th nearest cohort distance), and the histogram of the board's
 per-stage latency (one value per stats window).  matplotlib with the Agg backend; no torch, no OpenCV.
 """
 from __future__ import annotations
@@ -38,6 +39,16 @@ def pca_2d(x: np.ndarray) -> np.ndarray:
     return out if out.shape[1] == 2 else np.pad(out, ((0, 0), (0, 2 - out.shape[1])))
 
 
+def compared_with_theta(rec: dict) -> tuple[np.ndarray, str, str]:
+    """(N,) what the bundle's rule compared with θ for each embedding, its axis label and the panel's title: the
+    distance, or with a cohort (``threshold_metric`` "l2_cohort") the score.  Recordings before 0.2.3 carry no score
+    and no rule: their θ is a distance."""
+    if str(rec.get("threshold_metric", "")) == "l2_cohort" and "score" in rec:
+        return (rec["score"], "score: distance / the probe's k-th nearest cohort distance",
+                "score against the gallery over time (cohort rule)")
+    return rec["distance"], "distance to nearest enrolled person", "distance to gallery over time"
+
+
 def plot_recording(path: str | Path, out_png: str | Path) -> Path:
     import matplotlib
 
@@ -58,17 +69,18 @@ def plot_recording(path: str | Path, out_png: str | Path) -> Path:
 
     ax = axes[1]
     t0 = float(rec["t"].min()) if len(rec["t"]) else 0.0
+    value, ylabel, title = compared_with_theta(rec)
     for track in sorted(set(rec["track"].tolist())):
         sel = rec["track"] == track
-        ax.plot(rec["t"][sel] - t0, rec["distance"][sel], ".-", ms=3, lw=0.8, label=f"track {track}")
+        ax.plot(rec["t"][sel] - t0, value[sel], ".-", ms=3, lw=0.8, label=f"track {track}")
     theta = float(rec["threshold"])
     if np.isfinite(theta):
         ax.axhline(theta, color="k", ls="--", lw=1, label=f"θ = {theta:.3f}")
-        finite = rec["distance"][np.isfinite(rec["distance"])]
+        finite = value[np.isfinite(value)]
         ax.set_ylim(0.0, 1.1 * max(theta, float(finite.max()) if len(finite) else theta))
     ax.set_xlabel("time (s)")
-    ax.set_ylabel("distance to nearest enrolled person")
-    ax.set_title("distance to gallery over time")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     ax.legend(fontsize=7, ncol=2)
 
     ax = axes[2]

@@ -269,9 +269,20 @@ def test_the_board_decides_with_the_cohort_its_bundle_carries(tmp_path):
     app.reboot()
     assert app.state == "running" and app.gallery.cohort.shape == (20, 128) and app.gallery.cohort_k == 5
     assert app.gallery.threshold == pytest.approx(0.7)
+    # an enrolment's spread is a distance: the board says what distance θ means for this person
+    import cv2
+
+    from wearface.firmware import scene
+
+    face = cv2.cvtColor(cv2.resize(scene.grace_hopper_face(), (128, 128), interpolation=cv2.INTER_AREA),
+                        cv2.COLOR_BGR2RGB)
+    result = app.enroll_images("grace", [face])
+    assert result["threshold"] == pytest.approx(0.7) and result["distance_threshold"] != pytest.approx(0.7)
+    assert 0 < result["distance_threshold"] <= 0.7 * 2.0  # unit vectors lie at most 2 apart
     app.close()
     plain = BoardApp(make_board(tmp_path / "plain"), frames=[])
     flash_app(plain, signed_bundle(1))
     plain.reboot()
     assert plain.state == "running" and plain.gallery.cohort is None  # a bundle without one: the distance decides
+    assert plain.enroll_images("grace", [face])["distance_threshold"] == pytest.approx(plain.gallery.threshold)
     plain.close()

@@ -11,7 +11,7 @@ from wearface.firmware import protocol as P
 from wearface.host_tools import cli
 from wearface.host_tools.device.link import Link
 from wearface.host_tools.device.monitor import EventFilter, EventFormatter, Recorder
-from wearface.host_tools.device.plot import load_recording, pca_2d, plot_recording
+from wearface.host_tools.device.plot import compared_with_theta, load_recording, pca_2d, plot_recording
 from wearface.host_tools.device.virtual_board import VirtualBoard
 from wearface.host_tools.errors import LinkError
 
@@ -28,7 +28,8 @@ def test_formatter_and_filter():
     assert "nearest ada at 0.800" in unknown and "score 1.062" in unknown
     assert "\033[" in EventFormatter(colour=True).line({"event": "boot.rollback", "t": 0.0})
     stats = fmt.line({"event": "stats", "t": 0.0, "fps": 12.5, "latency_ms": {"detect": 3.0, "embed": 9.25}})
-    assert "fps 12.5" in stats and "detect 3.0" in stats and "embed 9.2" in stats
+    assert "fps 12.5" in stats and "detect 3.0" in stats and "embed 9.2" in stats and "still" not in stats
+    assert "still 7" in fmt.line({"event": "stats", "t": 0.0, "fps": 30.0, "tracks_followed": 3, "still_frames": 7})
     f = EventFilter(only=["person.*"], exclude=["person.left"], grep="ada")
     assert f.wants("person.recognised", "ada") and not f.wants("person.left", "ada")
     assert not f.wants("stats", "ada") and not f.wants("person.unknown", "bob")
@@ -53,6 +54,23 @@ def test_recording_round_trip_and_plot(tmp_path):
     png = plot_recording(path, tmp_path / "rec.png")
     assert png.stat().st_size > 10_000
     assert pca_2d(np.eye(3)).shape == (3, 2)
+    assert compared_with_theta(data)[0] is data["distance"]  # no rule recorded: θ is a distance
+
+
+def test_a_cohort_recording_plots_the_score_theta_bounds(tmp_path):
+    rec = Recorder()
+    rec.threshold, rec.threshold_metric = 0.73, "l2_cohort"
+    for i in range(4):
+        rec.on_event({"event": "debug.embedding", "t": 100.0 + i, "track": 1, "frame": i, "embedding": np.eye(4)[i],
+                      "name": None, "distance": 0.8, "score": 1.1 + i / 10})
+    rec.on_event({"event": "debug.embedding", "t": 105.0, "track": 1, "frame": 5, "embedding": np.eye(4)[0],
+                  "name": None, "distance": 0.8})  # a board before 0.2.3 sent no score
+    path = tmp_path / "rec.npz"
+    assert rec.save(str(path)) == 5
+    data = load_recording(path)
+    values, label, _ = compared_with_theta(data)
+    assert values[:4] == pytest.approx([1.1, 1.2, 1.3, 1.4]) and np.isnan(values[4]) and "score" in label
+    assert plot_recording(path, tmp_path / "rec.png").stat().st_size > 10_000
 
 
 def test_loop_url_is_opened_and_an_unanswered_request_fails_cleanly():
@@ -182,3 +200,16 @@ def test_monitor_on_a_terminal_quits_with_ctrl_right_bracket(fake_board):
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 0
+
+
+def test_explain_puts_theta_where_the_rule_puts_it_among_distance_bars():
+    from wearface.host_tools.device.explain import render_panel, theta_line
+
+    plain = {"threshold": 0.5, "distance": 0.4, "score": 0.4}
+    assert theta_line(plain) == (0.5, "theta 0.500")
+    cohort = {"threshold": 0.7, "distance": 0.8, "score": 1.6}  # this probe's cohort distance: 0.5
+    theta, label = theta_line(cohort)
+    assert theta == pytest.approx(0.35) and "cohort 0.500" in label
+    record = dict(cohort, crop=np.zeros((112, 112, 3), np.uint8), view=np.zeros((50, 50, 3), np.uint8),
+                  nearest=[{"name": "ada", "distance": 0.8}], frame=1, track=2, name=None)
+    assert render_panel(record).ndim == 3
