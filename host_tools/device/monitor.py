@@ -125,8 +125,8 @@ class Recorder:
     unknown); ``distance`` (N,) float32 to the nearest enrolled person (NaN with an empty gallery); ``score`` (N,)
     float32, what the board compared with θ (the distance, or with a bundle that carries a cohort the distance /
     the probe's k-th nearest cohort distance; NaN when the board did not say); ``threshold`` () float32 θ;
-    ``threshold_metric`` () str, the bundle's rule ("l2", "l2_cohort", or "" when unknown); ``stats_t`` (M,), ``fps`` (M,), ``latency_<stage>_ms`` (M,) from the stats events (mean per
-    stats window); ``decision_t``/``decision_track``/``decision_name`` for person.recognised/unknown events.
+    ``threshold_metric`` () str, the bundle's rule ("l2", "l2_cohort", or "" when unknown); ``stats_t`` (M,),
+    ``fps`` (M,), ``latency_<stage>_ms`` (M,) from the stats events (mean per stats window); ``decision_t``/``decision_track``/``decision_name`` for person.recognised/unknown events.
     """
 
     def __init__(self):
