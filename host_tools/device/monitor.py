@@ -126,7 +126,8 @@ class Recorder:
     float32, what the board compared with θ (the distance, or with a bundle that carries a cohort the distance /
     the probe's k-th nearest cohort distance; NaN when the board did not say); ``threshold`` () float32 θ;
     ``threshold_metric`` () str, the bundle's rule ("l2", "l2_cohort", or "" when unknown); ``stats_t`` (M,),
-    ``fps`` (M,), ``latency_<stage>_ms`` (M,) from the stats events (mean per stats window); ``decision_t``/``decision_track``/``decision_name`` for person.recognised/unknown events.
+    ``fps`` (M,), ``latency_<stage>_ms`` (M,) from the stats events (mean per stats window);
+    ``decision_t``/``decision_track``/``decision_name`` for person.recognised/unknown events.
     """
 
     def __init__(self):

@@ -194,11 +194,14 @@ class VirtualBoard:
 
 def exit_on_signals(signals=(signal.SIGTERM, signal.SIGHUP)) -> None:
     """Make SIGTERM and SIGHUP end the main thread as Ctrl-C does: they raise ``SystemExit(128 + signal)``, so the
-    caller's ``finally: board.stop()`` stops the firmware.  Call from the main thread."""
+    caller's ``finally: board.stop()`` stops the firmware.  SIGINT raises KeyboardInterrupt even when this process
+    was started with it ignored (a shell's background job, ``nohup ... &``): Python then leaves it ignored, and
+    ``kill -INT`` would not stop the board.  Call from the main thread."""
     def _exit(signum, frame):
         raise SystemExit(128 + signum)
     for signum in signals:
         signal.signal(signum, _exit)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -43,13 +43,21 @@ def wait_for(predicate, what: str) -> None:
         time.sleep(0.1)
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGKILL],
-                         ids=lambda s: signal.Signals(s).name)
-def test_the_firmware_stops_with_the_virtual_board(tmp_path, signum):
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+# "SIGINT-after-ignored": started as a shell's background job is (`nohup ... &`: SIGINT ignored, and Python keeps
+# an inherited SIG_IGN), a `kill -INT` must stop it all the same
+@pytest.mark.parametrize("signum, started_ignoring_int",
+                         [(signal.SIGTERM, False), (signal.SIGINT, False), (signal.SIGHUP, False),
+                          (signal.SIGKILL, False), (signal.SIGINT, True)],
+                         ids=["SIGTERM", "SIGINT", "SIGHUP", "SIGKILL", "SIGINT-after-ignored"])
+def test_the_firmware_stops_with_the_virtual_board(tmp_path, signum, started_ignoring_int):
     flash_dir = tmp_path / "flash"
     supervisor = subprocess.Popen([sys.executable, "-m", "wearface.host_tools.device.virtual_board", "--flash",
                                    str(flash_dir)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                  start_new_session=True)
+                                  start_new_session=True, preexec_fn=_ignore_sigint if started_ignoring_int else None)
     firmware: list[int] = []
     try:
         wait_for(lambda: (flash_dir / "tty").is_symlink() and bool(firmware.extend(children_of(supervisor.pid))
