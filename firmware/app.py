@@ -28,7 +28,7 @@ from .align import FRAME_SIZE, window_from_params
 from .boot import RECOVERY, RUNNING, Booter, Verifier
 from .camera import open_camera
 from .errors import CameraError, EnrollError, GalleryError, NotRunningError
-from .gallery import Gallery, check_name, cohort_distance
+from .gallery import Gallery, check_name
 from .log import BoardLog
 from .pipeline import Pipeline
 from .slots import SlotStore
@@ -399,9 +399,8 @@ class BoardApp:
             self.pipeline.rematch()
         theta = float(model.bundle.threshold)
         # the spread is a distance: with a cohort θ bounds a ratio, so also say what distance it means for this
-        # person (θ x the k-th nearest cohort distance of the mean), the scale the host compares the spread with
-        distance_theta = theta if model.bundle.cohort is None else \
-            theta * float(cohort_distance(mean, model.bundle.cohort, model.bundle.cohort_k)[0])
+        # person's mean, the scale the host compares the spread with
+        distance_theta = self.gallery.distance_threshold(mean)
         result = {"name": name, "added": int(len(vectors)), "embeddings": entry["usable"],
                   "spread_mean": round(float(spread.mean()), 4), "spread_max": round(float(spread.max()), 4),
                   "threshold": theta, "distance_threshold": round(distance_theta, 4), "faces": found}

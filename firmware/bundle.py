@@ -145,6 +145,19 @@ class Bundle:
     def nets(self) -> dict:
         return {"align": self.align_net, "embed": self.embed_net}
 
+    @property
+    def rule(self) -> str:
+        """The bundle's decision rule in words (``decision_rule``)."""
+        return decision_rule(0 if self.cohort is None else len(self.cohort), self.cohort_k)
+
+
+def decision_rule(cohort_size: int, k: int, cohort: str = "its cohort") -> str:
+    """A decision rule in words, the one wording every tool prints: "distance < θ" without a cohort (0), else the
+    cohort-normalised rule of metric "l2_cohort" over ``cohort`` ("its cohort", "training identities", ...)."""
+    if not cohort_size:
+        return "distance < θ"
+    return f"distance / the probe's k-th nearest of {cohort} of {cohort_size} < θ, k = {k}"
+
 
 @dataclass
 class Container:

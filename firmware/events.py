@@ -28,7 +28,8 @@ Recognition (``track``: int id, stable while the person stays in view; ``box``: 
                         distance, frame, n_embeddings  (only when the host switched debug embeddings on)
     debug.explain       track, frame, box, crop (uint8 (112, 112, 3) RGB: the embedded input), view (uint8
                         (50, 50, 3) RGB: the alignment net's input), alignment (float32 [dx, dy, angle_rad]), name,
-                        distance, threshold, nearest [{name, distance}] (3 nearest people, track's mean
+                        distance, score, threshold, distance_threshold (the distance θ means for this probe: θ,
+                        or θ x its cohort distance), nearest [{name, distance}] (3 nearest people, track's mean
                         embedding), n_embeddings  (only when the host asked with DEBUG_EMBEDDINGS explain=true)
 Health:
     stats               fps, frames, healthy_frames, failed_frames, dropped_frames, corrupt_frames,

@@ -423,15 +423,26 @@ class Gallery:
             margin, next_name = float(per_person[runner]) - distance, names[runner]
         else:
             margin, next_name = None, None
-        with self._lock:  # one model's θ and cohort together, even while set_model switches them
-            threshold, cohort, k = self.threshold, self.cohort, self.cohort_k
-        score = distance
-        e = np.asarray(embedding, np.float32).reshape(-1)
-        if cohort is not None and cohort.shape[1] == e.size:
-            scale = float(cohort_distance(e, cohort, k)[0])
-            score = distance / scale if scale > 0 else float("inf")
+        threshold, scale = self._rule_for(embedding)
+        score = distance if scale == 1.0 else distance / scale if scale > 0 else float("inf")
         name = names[best] if score < threshold else None
         return Match(name, names[best], distance, margin, next_name, score)
+
+    def _rule_for(self, embedding: np.ndarray) -> tuple[float, float]:
+        """(θ, the scale a distance is divided by before it meets θ) for the probe ``embedding`` (D,): 1.0 without
+        a cohort, else its k-th nearest cohort distance (metric "l2_cohort")."""
+        with self._lock:  # one model's θ and cohort together, even while set_model switches them
+            threshold, cohort, k = self.threshold, self.cohort, self.cohort_k
+        e = np.asarray(embedding, np.float32).reshape(-1)
+        if cohort is not None and cohort.shape[1] == e.size:
+            return threshold, float(cohort_distance(e, cohort, k)[0])
+        return threshold, 1.0
+
+    def distance_threshold(self, embedding: np.ndarray) -> float:
+        """The distance under which the probe ``embedding`` (D,) is named: θ, or with a cohort θ x its k-th nearest
+        cohort distance (θ bounds a ratio there; this is what it means in distance for this probe)."""
+        threshold, scale = self._rule_for(embedding)
+        return threshold * scale
 
     def nearest(self, embedding: np.ndarray, k: int = 3) -> list[dict]:
         """The ``k`` nearest people, nearest first: ``[{"name", "distance"}]`` (for explaining a decision)."""

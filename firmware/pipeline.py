@@ -133,14 +133,15 @@ class Pipeline:
         with self.model_lock:
             # skipped only when nothing waits on a new picture: an enrolment from the camera, a track to confirm,
             # doubt or embed (its name must not wait for the scene to move)
-            still = self._capture is None and self.planner.still(frame) and \
+            thumb = self.planner.thumbnail(frame)
+            still = self._capture is None and self.planner.still(frame, thumb) and \
                 self.tracker.settled(self._last_worked, index)
             if still:  # the picture the tracks were placed on: nothing to search, follow or embed
                 self.counts["still_frames"] += 1
                 self.tracker.hold(index, now, self._last_worked)
             else:
                 self._last_worked = index
-                plan = self.planner.plan(frame, index, list(self.tracker.tracks.values()))
+                plan = self.planner.plan(frame, index, list(self.tracker.tracks.values()), thumb)
                 boxes = self._search(frame, plan)
                 update = self.tracker.update(boxes, index, now, None if plan.full else plan.covers)
                 self.counts["tracks_detected"] += len(update.seen)
@@ -257,6 +258,7 @@ class Pipeline:
             self.bus.publish(ev.DEBUG_EXPLAIN, track=track.id, frame=index, box=_box_json(box), crop=crop,
                              view=details["view"], alignment=details["correction"], name=match.name,
                              distance=match.distance, score=match.score, threshold=self.gallery.threshold,
+                             distance_threshold=self.gallery.distance_threshold(track.mean_embedding()),
                              nearest=self.gallery.nearest(track.mean_embedding(), 3), n_embeddings=len(track.embeddings))
 
     def _decide(self, track, match, index: int) -> None:

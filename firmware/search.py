@@ -96,33 +96,35 @@ class SearchPlanner:
         self.config = config
         self.last_full = None  # frame index of the last full search
         self._thumb = None  # the thumbnail of the last frame planned, float32 (H/8, W/8)
-        self._pending = None  # (frame id, thumbnail) computed by still() for the plan() of the same frame
 
-    def still(self, frame_bgr: np.ndarray) -> bool:
+    def thumbnail(self, frame_bgr: np.ndarray) -> Optional[np.ndarray]:
+        """The frame's thumbnail (float32 (H/8, W/8) mean grey per 8x8 cell) when a setting compares frames
+        (still frames, or region searches on change between full searches), else None.  The loop computes it
+        once a frame and hands it to ``still`` and ``plan``."""
+        cfg = self.config
+        if (cfg.roi_on_change and cfg.every_frames > 1) or cfg.still_grey_levels:
+            return self._thumbnail(frame_bgr)
+        return None
+
+    def still(self, frame_bgr: np.ndarray, thumb: Optional[np.ndarray] = None) -> bool:
         """Whether ``frame_bgr`` shows what the last planned frame showed (``detector.still_grey_levels``), so
-        the loop may skip it.  Always False when the setting is 0 or before the first plan."""
+        the loop may skip it.  Always False when the setting is 0 or before the first plan.  ``thumb``: the
+        frame's ``thumbnail`` when already computed."""
         levels = self.config.still_grey_levels
         if not levels:
             return False
-        thumb = self._thumbnail(frame_bgr)
+        thumb = self._thumbnail(frame_bgr) if thumb is None else thumb
         previous = self._thumb
-        if previous is not None and previous.shape == thumb.shape and float(np.abs(thumb - previous).max()) <= levels:
-            self._pending = None
-            return True
-        self._pending = (id(frame_bgr), thumb)  # plan() of this frame reuses it
-        return False
+        return previous is not None and previous.shape == thumb.shape and \
+            float(np.abs(thumb - previous).max()) <= levels
 
-    def plan(self, frame_bgr: np.ndarray, index: int, tracks: Sequence) -> SearchPlan:
-        """The search of frame ``index``; ``tracks``: the tracker's live tracks (``tracker.Track``)."""
+    def plan(self, frame_bgr: np.ndarray, index: int, tracks: Sequence,
+             thumb: Optional[np.ndarray] = None) -> SearchPlan:
+        """The search of frame ``index``; ``tracks``: the tracker's live tracks (``tracker.Track``); ``thumb``: the
+        frame's ``thumbnail`` when already computed."""
         cfg = self.config
         height, width = frame_bgr.shape[:2]
-        pending, self._pending = self._pending, None
-        if pending is not None and pending[0] == id(frame_bgr):
-            thumb = pending[1]
-        elif (cfg.roi_on_change and cfg.every_frames > 1) or cfg.still_grey_levels:
-            thumb = self._thumbnail(frame_bgr)
-        else:
-            thumb = None
+        thumb = self.thumbnail(frame_bgr) if thumb is None else thumb
         previous, self._thumb = self._thumb, thumb
         if self.last_full is None or index - self.last_full >= cfg.every_frames:
             # on the schedule's own slot: a full search put off by a still frame does not shift the ones after it

@@ -90,9 +90,7 @@ def inspect_lines(data: bytes, name: str, boards: list[Path], layers: bool = Fal
            f"  signature: {'key ' + b.key_id if b.signed else 'UNSIGNED'}",
            f"  model version {b.model_version!r}, rollback counter {b.rollback_counter}, created {m.get('created_at')}",
            f"  compatible: {', '.join(b.compatible)}",
-           f"  threshold θ = {b.threshold:.4f} ({b.threshold_metric}: match when "
-           + ("distance < θ)" if b.cohort is None else
-              f"distance / the k-th nearest of its cohort of {len(b.cohort)} < θ, k = {b.cohort_k})"),
+           f"  threshold θ = {b.threshold:.4f} ({b.threshold_metric}: match when {b.rule})",
            f"  embedding space {b.embedding_space}"]
     golden_bytes = sum(g.image.nbytes + g.output_int8.nbytes + g.output_float.nbytes for g in b.golden)
     out.append(f"  golden vectors: {len(b.golden)} ({', '.join(g.net for g in b.golden)}), {golden_bytes:,} B")

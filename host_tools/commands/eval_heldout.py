@@ -55,7 +55,7 @@ def run(args) -> int:
     gallery = dict(people=args.people, per_person=args.per_person)
     from pathlib import Path
 
-    from wearface.firmware.bundle import read_bundle
+    from wearface.firmware.bundle import decision_rule, read_bundle
 
     carried = read_bundle(Path(args.bundle).read_bytes(), args.bundle)
     if args.cohort:
@@ -68,10 +68,9 @@ def run(args) -> int:
     figures = {"bundle": args.bundle, "theta": theta, "theta_from": "given" if args.theta else
                f"tune half of the held-out identities, strangers named <= {args.strangers}",
                "excluded_identities_trained_on": args.exclude_trained_on or None,
-               "rule": (f"cohort-normalised: distance / k-th nearest of {len(hb.cohort)} training identities "
-                        f"(k = {args.cohort_k}) < θ") if args.cohort else
-                       (f"cohort-normalised (the bundle's): distance / k-th nearest of its {len(carried.cohort)} "
-                        f"(k = {carried.cohort_k}) < θ") if carried.cohort is not None else "board: distance < θ",
+               "rule": "cohort-normalised: " + decision_rule(len(hb.cohort), args.cohort_k, "training identities")
+                       if args.cohort else "cohort-normalised (the bundle's): " + carried.rule
+                       if carried.cohort is not None else "board: " + carried.rule,
                "identities": int(len(set(hb.identities.tolist()))),
                "undetected": {"clean": hb.undetected_clean, "hard": hb.undetected_hard, "of": len(hb.identities)}}
     print(f"{args.bundle}: rule {figures['rule']}")

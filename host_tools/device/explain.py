@@ -32,9 +32,13 @@ def _label(img: np.ndarray, text: str, y: int, x: int = PAD, colour=(235, 235, 2
 def theta_line(record: dict) -> tuple[float, str]:
     """Where θ goes among a record's distance bars, and its label.  With a cohort (the decision's ``score`` is
     distance / the probe's cohort distance, not the distance) θ bounds the score, so the line is the distance θ
-    means for this probe: θ x its cohort distance."""
+    means for this probe: the record's ``distance_threshold`` (θ x its cohort distance), or for a record without
+    it (older firmware) θ x distance / score, the same figure."""
     theta = float(record.get("threshold") or 0.0)
     distance, score = record.get("distance"), record.get("score")
+    shown = record.get("distance_threshold")  # the board's own figure (``Gallery.distance_threshold``)
+    if isinstance(shown, (int, float)) and shown != theta:
+        return float(shown), f"theta {theta:.3f} x cohort {shown / theta:.3f}" if theta > 0 else f"theta {theta:.3f}"
     if isinstance(distance, (int, float)) and isinstance(score, (int, float)) and score > 0 and score != distance:
         return theta * distance / score, f"theta {theta:.3f} x cohort {distance / score:.3f}"
     return theta, f"theta {theta:.3f}"
@@ -115,7 +119,7 @@ class ExplainWriter:
             cv2.imwrite(str(self.folder / file), render_panel(ev, enrolled))
             entry = {"file": file, "frame": ev.get("frame"), "track": ev.get("track"), "name": ev.get("name"),
                      "distance": ev.get("distance"), "score": ev.get("score"), "threshold": ev.get("threshold"),
-                     "nearest": nearest,
+                     "distance_threshold": ev.get("distance_threshold"), "nearest": nearest,
                      "alignment": [float(v) for v in np.asarray(ev.get("alignment", []), np.float64)],
                      "box": ev.get("box")}
             with open(self.folder / "index.jsonl", "a") as fh:

@@ -124,9 +124,7 @@ def evaluate_bundle_board_path(bundle_path: str | Path, board_path: str | Path, 
     result = E.score_pairs(emb, keys, pairs)
     theta = float(bundle.threshold)
     same, different = accept_at_theta(emb, keys, pairs, theta, bundle.cohort, bundle.cohort_k)
-    rule = "distance < θ" if bundle.cohort is None else \
-        f"distance / the probe's k-th nearest of its cohort of {len(bundle.cohort)} < θ, k = {bundle.cohort_k}"
-    return BoardPathResult(result, len(keys), cropper.undetected, same, different, theta, rule)
+    return BoardPathResult(result, len(keys), cropper.undetected, same, different, theta, bundle.rule)
 
 
 @dataclass

@@ -247,9 +247,11 @@ def test_a_cohort_asks_more_of_a_probe_that_lies_among_many_faces(tmp_path):
     crowded = g.match(probe)
     assert crowded.name is None and crowded.nearest == "ann" and crowded.score > 0.5
     assert crowded.distance == pytest.approx(plain.distance)  # the distance itself is unchanged
+    # what θ means in distance for this probe: named exactly when the distance is under it
+    assert crowded.distance >= g.distance_threshold(probe) == pytest.approx(0.5 * crowded.distance / crowded.score)
     # a model without a cohort goes back to the distance
     g.set_model("space1", 0.5)
-    assert g.match(probe).name == "ann" and g.cohort is None
+    assert g.match(probe).name == "ann" and g.cohort is None and g.distance_threshold(probe) == 0.5
     with pytest.raises(GalleryError, match="cohort_k"):
         g.set_model("space1", 0.5, near, 4)
 

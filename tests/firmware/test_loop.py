@@ -286,6 +286,7 @@ def test_explain_records_carry_the_crop_view_alignment_and_nearest_people_and_st
     assert r["view"].shape == (50, 50, 3) and r["alignment"].shape == (3,)
     assert [n["name"] for n in r["nearest"]] and {n["name"] for n in r["nearest"]} <= {"grace", "ada"}
     assert r["nearest"][0]["distance"] <= r["nearest"][-1]["distance"] and r["threshold"] == app.gallery.threshold
+    assert r["distance_threshold"] == app.gallery.threshold  # no cohort here: θ is a distance
     app.set_debug_embeddings(True)  # embeddings on, explain off
     events.clear()
     pipeline.step(frame)

@@ -210,6 +210,8 @@ def test_explain_puts_theta_where_the_rule_puts_it_among_distance_bars():
     cohort = {"threshold": 0.7, "distance": 0.8, "score": 1.6}  # this probe's cohort distance: 0.5
     theta, label = theta_line(cohort)
     assert theta == pytest.approx(0.35) and "cohort 0.500" in label
+    # the board's own figure (firmware that sends it) is drawn as sent
+    assert theta_line(dict(cohort, distance_threshold=0.42))[0] == pytest.approx(0.42)
     record = dict(cohort, crop=np.zeros((112, 112, 3), np.uint8), view=np.zeros((50, 50, 3), np.uint8),
                   nearest=[{"name": "ada", "distance": 0.8}], frame=1, track=2, name=None)
     assert render_panel(record).ndim == 3

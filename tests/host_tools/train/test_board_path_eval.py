@@ -91,7 +91,7 @@ def test_a_bundle_built_with_a_cohort_carries_it_rebuilds_and_eval_heldout_decid
     assert main(["eval-heldout", str(out), "--data", str(shared_data), "--identities", "24", "--people", "2",
                  "--per-person", "2", "--json", str(figures), "--no-progress"]) == 0
     assert json.loads(figures.read_text())["rule"].startswith("cohort-normalised (the bundle's)")
-    assert "(k = 3)" in json.loads(figures.read_text())["rule"]
+    assert json.loads(figures.read_text())["rule"].endswith("of its cohort of 12 < θ, k = 3")
     capsys.readouterr()
     assert main(["bundle", "build", "-o", str(tmp_path / "x.wfb"), "--align", "random", "--embed", "random",
                  "--cohort", "12"]) != 0  # no --data, no --threshold
