@@ -23,9 +23,11 @@ Manifest (JSON object): ``format_version``, ``model_version`` (str), ``rollback_
 distance < θ; ``"l2_cohort"``: distance / the probe's ``k``-th nearest distance to a cohort of strangers < θ,
 the cohort given by ``cohort``: ``{"tensor": name, "k": int}``, an int8 (M, D) tensor of unit embeddings x
 ``COHORT_SCALE``, the embedding net's own, of faces no wearer enrols),
-``embedding_space`` (``embedding_space_id`` of the embedding net: it changes exactly
-when the embedding net's int8 weights or quantization change; the gallery re-enrols people stored
-under another space), ``created_at`` (ISO 8601 UTC), ``provenance`` (free JSON: checkpoints, data,
+``mirror_average`` (optional bool, default false: a face's embedding is the L2-normalised sum of the
+embedding net's outputs for its crop and the crop's left-right mirror image; test-time flip averaging),
+``embedding_space`` (``embedding_space_id`` of the embedding net and ``mirror_average``: it changes exactly
+when the embedding net's int8 weights or quantization, or the mirror averaging, change; the gallery re-enrols
+people stored under another space), ``created_at`` (ISO 8601 UTC), ``provenance`` (free JSON: checkpoints, data,
 commit), ``data_terms`` (list of str, e.g. CelebA's non-commercial research terms), ``nets``
 (``"align"`` and ``"embed"``: spec name, input shape and normalisation, input/output quantization,
 the layer list of ``kernels.nets`` with each conv/affine layer's scalar quantization parameters and
@@ -39,7 +41,7 @@ API (stable; the firmware uses it)::
     read_bundle(data, name="bundle") -> Bundle        # structure + hash + manifest, no signature
     verify_bundle(data, trusted_public_keys, board_compatible, min_rollback=0, self_test=True,
                   name="bundle") -> Bundle            # everything, in imgtool's order
-    embedding_space_id(qnet) -> str
+    embedding_space_id(qnet, mirror_average=False) -> str
     run_golden(bundle) -> None                        # the self-test alone
 
 Both raise ``BundleError`` (``wearface.firmware.errors``) whose ``.reason`` is a ``BundleReason``
@@ -136,6 +138,8 @@ class Bundle:
     #: ``threshold_metric`` "l2_cohort": float32 (M, D) unit rows and the k of the probe's k-th nearest; else None, 0
     cohort: np.ndarray | None = None
     cohort_k: int = 0
+    #: the embedding averages the crop's and its mirror image's (manifest ``mirror_average``)
+    mirror_average: bool = False
 
     @property
     def signed(self) -> bool:
@@ -558,8 +562,9 @@ def parse_manifest(container: Container) -> Bundle:
     if metric not in THRESHOLD_METRICS:
         r.fail(f"manifest threshold_metric = {metric!r} (expected one of {THRESHOLD_METRICS})")
     cohort, cohort_k = r.cohort(manifest, qnets["embed"]) if metric == "l2_cohort" else (None, 0)
+    mirror_average = r.get(manifest, "mirror_average", bool, "") if "mirror_average" in manifest else False
     space = r.get(manifest, "embedding_space", str, "")
-    actual_space = embedding_space_id(qnets["embed"])
+    actual_space = embedding_space_id(qnets["embed"], mirror_average)
     if space != actual_space:
         r.fail(f"manifest embedding_space {space!r:.40} does not match the embedding net ({actual_space})")
     return Bundle(
@@ -579,16 +584,20 @@ def parse_manifest(container: Container) -> Bundle:
         layer_golden=layer_golden,
         cohort=cohort,
         cohort_k=cohort_k,
+        mirror_average=mirror_average,
     )
 
 
-def embedding_space_id(qnet: qn.QuantizedNet) -> str:
-    """16 hex digits of SHA-256 over an int8 net's layer list, quantization parameters and weights.
+def embedding_space_id(qnet: qn.QuantizedNet, mirror_average: bool = False) -> str:
+    """16 hex digits of SHA-256 over an int8 net's layer list, quantization parameters and weights, and whether
+    the embedding averages the mirror image's (``mirror_average``; without it the id is the one bundles had before).
 
-    Two bundles share an embedding space exactly when their embedding nets compute the same
-    function bit for bit, so embeddings stored under one space stay comparable.
+    Two bundles share an embedding space exactly when they compute the same embedding bit for bit, so embeddings
+    stored under one space stay comparable.
     """
     h = hashlib.sha256()
+    if mirror_average:
+        h.update(b"mirror_average\0")
     h.update(repr((qnet.spec.name, tuple(qnet.spec.input_shape), qnet.spec.layers, float(qnet.input_scale),
                    int(qnet.input_zero_point), float(qnet.output_scale), int(qnet.output_zero_point))).encode())
     for layer in qnet.layers:

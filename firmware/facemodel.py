@@ -9,6 +9,8 @@ One job: glue the geometry (``detect.py``, ``align.py``) to the int8 nets of a v
     window = apply_correction(window0, correction)
     crop = embedding_input(frame, window)          # uint8 (112, 112, 3) RGB
     embedding = embed_net(crop)                    # float32 (128,), L2-normalised
+                                                   # (+ embed_net(mirrored crop), renormalised, for a bundle
+                                                   #  with ``mirror_average``)
 
 Not thread-safe (the runtimes and the cascade own scratch buffers): the app holds one lock around it.
 Must not import torch.
@@ -101,5 +103,10 @@ class FaceModel:
         return geo.embedding_input(frame_bgr, window), window
 
     def embed(self, crop_rgb: np.ndarray) -> np.ndarray:
-        """float32 (128,) L2-normalised embedding of a uint8 (112, 112, 3) RGB crop."""
-        return np.asarray(self.embed_runtime.run(crop_rgb), np.float32)
+        """float32 (128,) L2-normalised embedding of a uint8 (112, 112, 3) RGB crop.  With the bundle's
+        ``mirror_average`` the sum of the crop's and its left-right mirror image's, renormalised: two net runs."""
+        vector = np.asarray(self.embed_runtime.run(crop_rgb), np.float32)
+        if not self.bundle.mirror_average:
+            return vector
+        vector = vector + np.asarray(self.embed_runtime.run(np.ascontiguousarray(crop_rgb[:, ::-1])), np.float32)
+        return vector / max(float(np.linalg.norm(vector)), 1e-12)

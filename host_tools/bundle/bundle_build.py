@@ -145,12 +145,14 @@ def build_bundle(align_qnet: qn.QuantizedNet, embed_qnet: qn.QuantizedNet, thres
                  compatible: list[str], model_version: str, rollback_counter: int, provenance: dict,
                  golden_inputs: dict | None = None, threshold_metric: str = "l2",
                  created_at: str | None = None, data_terms: list[str] | None = None,
-                 cohort: np.ndarray | None = None, cohort_k: int = 10) -> bytes:
+                 cohort: np.ndarray | None = None, cohort_k: int = 10, mirror_average: bool = False) -> bytes:
     """An unsigned bundle (bytes).
 
     ``cohort``: float (M, D) unit embeddings of strangers by this embedding net (``board_path_eval.
     board_path_cohort``); the bundle then decides with metric "l2_cohort" (distance / the probe's ``cohort_k``-th
     nearest cohort distance < θ: θ is a ratio, chosen by ``wearface eval-heldout --cohort``).
+    ``mirror_average``: the board embeds a face as the crop's and its mirror image's embeddings summed and
+    renormalised (the manifest's ``mirror_average``; its own embedding space).  A cohort must be embedded so too.
 
     ``golden_inputs``: ``{"align": [uint8 (50, 50, 3), ...], "embed": [uint8 (112, 112, 3), ...]}``;
     None gives GOLDEN_PER_NET seeded noise images per net.  Their outputs are computed here by
@@ -202,6 +204,8 @@ def build_bundle(align_qnet: qn.QuantizedNet, embed_qnet: qn.QuantizedNet, thres
         rows = np.clip(np.round(unit * fmt.COHORT_SCALE), -127, 127).astype(np.int8)
         extra["cohort"] = {"tensor": table.add("cohort", rows, "int8"), "k": int(cohort_k)}
         threshold_metric = "l2_cohort"
+    if mirror_average:
+        extra["mirror_average"] = True  # absent when false: bundles without it keep their bytes
     provenance = _jsonable(dict(provenance or {}))
     terms = list(data_terms or [])
     if "celeba" in json.dumps(provenance).lower() and CELEBA_TERMS not in terms:
@@ -214,7 +218,7 @@ def build_bundle(align_qnet: qn.QuantizedNet, embed_qnet: qn.QuantizedNet, thres
         "compatible": list(compatible),
         "threshold": float(threshold),
         "threshold_metric": threshold_metric,
-        "embedding_space": fmt.embedding_space_id(embed_qnet),
+        "embedding_space": fmt.embedding_space_id(embed_qnet, mirror_average),
         "created_at": created_at or utc_now(),
         "provenance": provenance,
         "data_terms": terms,
@@ -300,7 +304,7 @@ def _random_qnet(spec: nets.NetSpec, seed: int) -> qn.QuantizedNet:
 def build_test_bundle(seed: int = 0, key_path: str | os.PathLike | None = keylib.DEV_PRIVATE_KEY,
                       embed_spec: nets.NetSpec = nets.MODEL_A, threshold: float = 1.1,
                       compatible: list[str] | None = None, model_version: str = "test-0",
-                      rollback_counter: int = 0, golden_per_net: int = 1) -> bytes:
+                      rollback_counter: int = 0, golden_per_net: int = 1, mirror_average: bool = False) -> bytes:
     """A small signed bundle of random nets for tests (``key_path=None``: unsigned).
 
     Deterministic for a given seed (``created_at`` fixed).  Trusted by the dev key
@@ -313,7 +317,7 @@ def build_test_bundle(seed: int = 0, key_path: str | os.PathLike | None = keylib
               for role, spec in (("align", nets.ALIGN_NET), ("embed", embed_spec))}
     data = build_bundle(align, embed, threshold, list(compatible or DEFAULT_COMPATIBLE), model_version,
                         rollback_counter, {"kind": "random test nets", "seed": seed}, golden,
-                        created_at="2026-01-01T00:00:00+00:00")
+                        created_at="2026-01-01T00:00:00+00:00", mirror_average=mirror_average)
     return sign_bundle(data, key_path) if key_path is not None else data
 
 

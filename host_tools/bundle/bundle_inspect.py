@@ -71,6 +71,7 @@ def board_line(b: fmt.Bundle, path: Path) -> str:
         compat = f"? ({type(exc).__name__})"
     if rate:
         lat = ", ".join(f"{role} {nets.totals(net.spec)[0] / (rate * 1e9) * 1e3:.2f} ms"
+                        + (" x 2 (mirror)" if role == "embed" and b.mirror_average else "")
                         for role, net in b.nets.items())
         speed = f"predicted {lat} at {rate:g} GMAC/s ({why})"
     else:
@@ -91,7 +92,9 @@ def inspect_lines(data: bytes, name: str, boards: list[Path], layers: bool = Fal
            f"  model version {b.model_version!r}, rollback counter {b.rollback_counter}, created {m.get('created_at')}",
            f"  compatible: {', '.join(b.compatible)}",
            f"  threshold θ = {b.threshold:.4f} ({b.threshold_metric}: match when {b.rule})",
-           f"  embedding space {b.embedding_space}"]
+           f"  embedding space {b.embedding_space}"
+           + (" (mirror_average: the crop's and its mirror image's embeddings summed, two embed runs a face)"
+              if b.mirror_average else "")]
     golden_bytes = sum(g.image.nbytes + g.output_int8.nbytes + g.output_float.nbytes for g in b.golden)
     out.append(f"  golden vectors: {len(b.golden)} ({', '.join(g.net for g in b.golden)}), {golden_bytes:,} B")
     for term in m.get("data_terms", []):
@@ -109,7 +112,7 @@ def inspect_lines(data: bytes, name: str, boards: list[Path], layers: bool = Fal
     mems = {}
     for role, net in b.nets.items():
         macs, params = nets.totals(net.spec)
-        total_macs += macs
+        total_macs += macs * (2 if role == "embed" and b.mirror_average else 1)
         mem = mems[role] = memory_estimate(net)
         out.append(f"  net {role}: {net.spec.name} {net.spec.input_shape} -> {nets.output_shape(net.spec)}, "
                    f"{macs / 1e6:.2f}M MACs, {params:,} params, weights {mem['weights'] / 1024:.1f} KiB, "

@@ -70,16 +70,20 @@ def checkpoint_net(path: str | Path, checkpoint: dict, net_name: str, method: st
 #: signature is deterministic Ed25519 over the content) and ``--data`` (where the shared data lies on this
 #: machine; the calibration crops are chosen from it by ``--seed``): `bundle rebuild` takes the last two again.
 BUILD_OPTIONS = ("align", "embed", "net", "calibration", "method", "threshold", "compatible", "model_version",
-                 "rollback", "golden", "seed", "created_at", "cohort", "cohort_k")
+                 "rollback", "golden", "seed", "created_at", "cohort", "cohort_k", "mirror_average")
 
 
 def build_args(values: dict) -> list[str]:
     """``bundle build``'s arguments as an argv list, in one order, for ``BUILD_OPTIONS`` present in ``values``
-    (None and empty lists skipped; a list repeats its option).  ``bundle rebuild`` parses them back."""
+    (None, False and empty lists skipped; True gives the bare switch; a list repeats its option).  ``bundle
+    rebuild`` parses them back."""
     argv: list[str] = []
     for name in BUILD_OPTIONS:
         value = values.get(name)
-        if value is None or value == []:
+        if value is None or value == [] or value is False:
+            continue
+        if value is True:  # a switch
+            argv.append("--" + name.replace("_", "-"))
             continue
         for item in value if isinstance(value, (list, tuple)) else [value]:
             argv += ["--" + name.replace("_", "-"), repr(item) if isinstance(item, float) else str(item)]

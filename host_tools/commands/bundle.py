@@ -57,6 +57,9 @@ def register(sub) -> None:
                         "and --threshold, a ratio from `eval-heldout --cohort N`): the board decides on distance / "
                         "the probe's k-th nearest cohort distance")
     p.add_argument("--cohort-k", type=int, metavar="K", help="with --cohort: the k (default 10)")
+    p.add_argument("--mirror-average", action="store_true",
+                   help="the board embeds a face as its crop's and the mirror image's embeddings averaged (two net "
+                        "runs a face; its own embedding space; θ from `eval-heldout` on a bundle built so)")
     p.set_defaults(func=bundle_build)
 
     p = bsub.add_parser("rebuild", help="replay the build arguments a bundle records and compare the bytes "
@@ -194,7 +197,7 @@ def bundle_build(args) -> int:
                 created_at=args.created_at or bb.utc_now())
     prov = provenance.bundle_provenance(align_prov, embed_prov, provenance.build_args(used))
     data = bb.build_bundle(align, embed, threshold, used["compatible"], args.model_version, args.rollback, prov,
-                           golden, created_at=used["created_at"])
+                           golden, created_at=used["created_at"], mirror_average=args.mirror_average)
     if args.cohort:
         from wearface.firmware.board import boards_dir
         from wearface.host_tools.train.board_path_eval import board_path_cohort
@@ -203,7 +206,8 @@ def bundle_build(args) -> int:
         cohort = board_path_cohort(data, boards_dir() / "virtual.toml", args.data, args.cohort, seed=args.seed)
         data = bb.build_bundle(align, embed, threshold, used["compatible"], args.model_version, args.rollback, prov,
                                golden, created_at=used["created_at"], cohort=cohort,
-                               cohort_k=10 if args.cohort_k is None else args.cohort_k)
+                               cohort_k=10 if args.cohort_k is None else args.cohort_k,
+                               mirror_average=args.mirror_average)
     if args.key:
         data = bb.sign_bundle(data, args.key)
     bb.write_bytes_atomic(args.output, data)

@@ -151,6 +151,9 @@ def test_golden_mismatch(signed_bundle, dev_public_key, dev_private_key):
     (lambda m: m.__delitem__("threshold"), "missing 'threshold'"),
     (lambda m: m.update(threshold="1.1"), "expected int/float"),
     (lambda m: m.update(embedding_space="0" * 16), "embedding_space"),
+    # mirror averaging changes the embedding: a bundle that claims it under the plain space is refused
+    (lambda m: m.update(mirror_average=True), "embedding_space"),
+    (lambda m: m.update(mirror_average=1), "mirror_average: expected bool"),
     (lambda m: m["nets"]["embed"]["layers"][0].update(kernel=3), "differ from kernels.nets"),
     (lambda m: m["tensors"][0].update(offset=8), "not aligned"),
     (lambda m: m["tensors"][0].update(size_bytes=1), "needs"),

@@ -72,3 +72,19 @@ def test_provenance_with_non_finite_numbers_becomes_strict_json():
 
     assert _jsonable({"history": [{"val_loss": float("nan"), "x": float("inf"), "ok": 1.5}]}) == \
         {"history": [{"val_loss": None, "x": None, "ok": 1.5}]}
+
+
+def test_a_mirror_average_build_records_its_switch_and_rebuilds_to_the_same_bytes(tmp_path, capsys):
+    _build_random(tmp_path / "m.wfb", "--mirror-average", "--created-at", "2026-01-01T00:00:00+00:00")
+    _build_random(tmp_path / "p.wfb", "--created-at", "2026-01-01T00:00:00+00:00")
+    mirrored, plain = (read_bundle((tmp_path / n).read_bytes()) for n in ("m.wfb", "p.wfb"))
+    assert mirrored.mirror_average and mirrored.manifest["mirror_average"] is True
+    assert "mirror_average" not in plain.manifest and not plain.mirror_average  # bundles without it: bytes as before
+    assert "--mirror-average" in mirrored.manifest["provenance"]["build_args"]
+    assert "--mirror-average" not in plain.manifest["provenance"]["build_args"]
+    assert mirrored.embedding_space != plain.embedding_space
+    assert main(["bundle", "rebuild", str(tmp_path / "m.wfb"), "-o", str(tmp_path / "again.wfb"), "--key", KEY]) == 0
+    assert (tmp_path / "again.wfb").read_bytes() == (tmp_path / "m.wfb").read_bytes()
+    capsys.readouterr()
+    assert main(["bundle", "inspect", str(tmp_path / "m.wfb")]) == 0
+    assert "mirror_average" in capsys.readouterr().out
