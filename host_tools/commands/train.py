@@ -52,6 +52,9 @@ def register(sub) -> None:
                    help="memory pipeline: strength of the camera damage (grey, side light, blur, occlusion...; 0: geometry only)")
     p.add_argument("--select-on", choices=("lfw_dev", "heldout"), default="lfw_dev",
                    help="best.pt by LFW View 1 dev pairs or by held-out CelebA identities (clean + damaged)")
+    p.add_argument("--ema-decay", type=float, default=0.0, metavar="D",
+                   help="keep an exponential moving average of the weights (decay D per step, e.g. 0.998): "
+                        "OUT/ema.pt at every row, scored on the held-out identities beside the weights")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run_train)
@@ -106,7 +109,7 @@ def run_train(args) -> int:
         teacher=args.teacher, distill_relational=args.distill_relational, distill_direct=args.distill_direct,
         hinge_weight=args.hinge_weight, all_faces=args.all_faces, extra_per_batch=args.extra_per_batch,
         video=tuple(args.video), video_bundle=args.video_bundle, video_stride=args.video_stride,
-        pipeline=args.pipeline, damage=args.damage, select_on=args.select_on,
+        pipeline=args.pipeline, damage=args.damage, select_on=args.select_on, ema_decay=args.ema_decay,
     )
     Trainer(cfg, resume=args.resume, progress=not args.no_progress).run()
     return 0

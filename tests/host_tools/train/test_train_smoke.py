@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 import torch
 
+from wearface.host_tools.errors import HostToolError
 from wearface.host_tools.train import data as D
+from wearface.host_tools.train import evaluate as E
 from wearface.host_tools.train.losses import MultibatchLoss
 from wearface.host_tools.train.torch_nets import build_torch_net, to_input
 from wearface.host_tools.train.train import TrainConfig, Trainer
@@ -104,6 +106,32 @@ def test_memory_pipeline_resumes_exactly_and_selects_on_held_out_identities(tmp_
     resumed.run()
     for (k, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
         assert torch.allclose(a.float(), b.float(), atol=1e-5), k
+
+
+def test_the_weight_average_is_scored_written_and_resumed_exactly(tmp_path):
+    pack = _pack(tmp_path)
+    common = dict(net="A", data=str(pack), batch=8, k_per_identity=2, images=48, workers=0, warmup_steps=1, ckpt_every=2,
+                  val_batches=1, seed=3, pipeline="memory", damage=0.0, select_on="heldout", ema_decay=0.5,
+                  eval_every_steps=3)
+    straight = Trainer(TrainConfig(out=str(tmp_path / "a"), **common), progress=False, log=lambda *_: None)
+    rows = straight.run()
+    assert {"ema_heldout_acc", "ema_heldout_hard_acc", "ema_heldout_tar"} <= set(rows[-1])
+    ema = torch.load(tmp_path / "a" / "ema.pt", weights_only=False)
+    assert "optimizer" not in ema and "ema" not in ema and ema["ema_decay"] == 0.5 and ema["step"] == rows[-1]["step"]
+    weights = straight.model.state_dict()
+    assert ema["model"].keys() == weights.keys()
+    assert any(not torch.equal(ema["model"][k], weights[k]) for k in weights)  # an average, not the weights
+    model, _ = E.load_checkpoint_model(tmp_path / "a" / "ema.pt")  # loads as any checkpoint does (bundle build)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), ema["model"].values()))
+
+    first = Trainer(TrainConfig(out=str(tmp_path / "b"), **common), progress=False, log=lambda *_: None)
+    first.run(stop_after_steps=2)
+    resumed = Trainer(TrainConfig(out=str(tmp_path / "b"), **common), resume=True, progress=False, log=lambda *_: None)
+    resumed.run()
+    for (k, a), b in zip(straight.ema.state_dict().items(), resumed.ema.state_dict().values()):
+        assert torch.allclose(a.float(), b.float(), atol=1e-5), k
+    with pytest.raises(HostToolError, match="ema-decay"):
+        Trainer(TrainConfig(out=str(tmp_path / "c"), **dict(common, ema_decay=1.5)), progress=False, log=lambda *_: None)
 
 
 def test_eval_every_steps_logs_rows_every_n_steps_and_at_the_end_never_per_epoch(tmp_path):
