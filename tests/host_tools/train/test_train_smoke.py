@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +14,8 @@ from wearface.host_tools.train import evaluate as E
 from wearface.host_tools.train.losses import MultibatchLoss
 from wearface.host_tools.train.torch_nets import build_torch_net, to_input
 from wearface.host_tools.train.train import TrainConfig, Trainer
+
+REPO = Path(__file__).resolve().parents[3]
 
 
 def _synthetic_records(n_ids=8, per_id=4, seed=0):
@@ -123,6 +126,16 @@ def test_the_weight_average_is_scored_written_and_resumed_exactly(tmp_path):
     assert any(not torch.equal(ema["model"][k], weights[k]) for k in weights)  # an average, not the weights
     model, _ = E.load_checkpoint_model(tmp_path / "a" / "ema.pt")  # loads as any checkpoint does (bundle build)
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), ema["model"].values()))
+    # the shippable snapshot of it: the average's weights and how they were trained
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("snapshot", REPO / "scripts" / "snapshot_checkpoint.py")
+    snapshot = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(snapshot)
+    assert snapshot.main(["--ema", str(tmp_path / "a"), str(tmp_path / "snap.pt")]) == 0
+    snap = torch.load(tmp_path / "snap.pt", weights_only=False)
+    assert all(torch.equal(snap["model"][k], ema["model"][k]) for k in weights)
+    assert snap["extra"]["weights"].startswith("moving average") and snap["extra"]["history"][-1]["step"] == rows[-1]["step"]
 
     first = Trainer(TrainConfig(out=str(tmp_path / "b"), **common), progress=False, log=lambda *_: None)
     first.run(stop_after_steps=2)
