@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Build a shippable bundle from an embedding checkpoint, the way models/default.wfb is built (docs/RESULTS.md,
+# "The shipped bundle"): a cohort of 1,000 training identities, the mirror image averaged, θ chosen on the tune
+# half of the held-out CelebA identities (never on LFW), then LFW View 2 through the board path as a report.
+#
+#   bash scripts/ship_candidate.sh CHECKPOINT MODEL_VERSION [OUT] [DATA]
+#   e.g. bash scripts/ship_candidate.sh models/checkpoints/model_a_long_ema_2368k.pt 1.4-a93 models/default.wfb
+#
+# Steps (~15 min on 2 shared vCPUs): build with a placeholder θ; `wearface eval-heldout` (the bundle's own cohort
+# and rule) chooses θ; the same build with that θ and MODEL_VERSION into OUT; `eval-heldout` and `eval-board` on it.
+# Figures land in OUT.heldout.json, OUT.heldout.txt and OUT.lfw.txt beside a temporary OUT (default /tmp/wf-ship).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CKPT=${1:?embedding checkpoint (.pt)}; VERSION=${2:?model version, e.g. 1.4-a93}
+OUT=${3:-/tmp/wf-ship/candidate.wfb}; DATA=${4:-../shared/data}
+REPORT=${OUT%.wfb}
+[ "$OUT" = models/default.wfb ] && REPORT=/tmp/wf-ship/default
+mkdir -p "$(dirname "$REPORT")" /tmp/wf-ship
+CREATED=$(date -u +%Y-%m-%dT%H:%M:%S+00:00)
+build() {  # build THETA VERSION FILE
+  wearface bundle build -o "$3" --align models/checkpoints/align.pt --embed "$CKPT" --data "$DATA" \
+    --calibration 128 --method mse --threshold "$1" --cohort 1000 --mirror-average --key keys/dev_ed25519.pem \
+    --model-version "$2" --rollback 0 --created-at "$CREATED"
+}
+build 0.74 placeholder /tmp/wf-ship/placeholder.wfb
+wearface eval-heldout /tmp/wf-ship/placeholder.wfb --data "$DATA" --json /tmp/wf-ship/placeholder.json --no-progress
+# rounded down to 4 digits: a smaller θ names fewer strangers, never more
+THETA=$(python3 -c "import json, math; print(math.floor(json.load(open('/tmp/wf-ship/placeholder.json'))['theta'] * 1e4) / 1e4)")
+echo "θ from the held-out tune half: $THETA"
+build "$THETA" "$VERSION" "$OUT"
+wearface eval-heldout "$OUT" --data "$DATA" --json "$REPORT.heldout.json" --no-progress | tee "$REPORT.heldout.txt"
+wearface eval-board "$OUT" --lfw "$DATA/lfw" --no-progress | tee "$REPORT.lfw.txt"
