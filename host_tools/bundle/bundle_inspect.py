@@ -108,6 +108,8 @@ def inspect_lines(data: bytes, name: str, boards: list[Path], layers: bool = Fal
             results = p.get("results")
             if isinstance(results, dict) and isinstance(results.get("command"), str):
                 out.append(f"  trained {role}: {results['command']}")
+                if isinstance(results.get("weights"), str):  # a snapshot of the weights' moving average says so
+                    out.append(f"  weights {role}: {results['weights']}")
     total_macs = 0
     mems = {}
     for role, net in b.nets.items():
