@@ -48,7 +48,7 @@ cv2.setNumThreads(1)
 from wearface.firmware import align as geom  # noqa: E402
 from wearface.firmware.board import DetectorConfig, boards_dir, load_board  # noqa: E402
 from wearface.firmware.detect import FaceDetector  # noqa: E402
-from wearface.firmware.facemodel import detector_settings, frame_downscale  # noqa: E402
+from wearface.firmware.facemodel import detector_settings, frame_downscale, make_detector  # noqa: E402
 from wearface.firmware.follow import box_of_window  # noqa: E402
 from wearface.firmware.tracker import iou as box_iou  # noqa: E402
 from wearface.host_tools.train.align_data import ImageZip, read_index  # noqa: E402
@@ -183,7 +183,7 @@ class Candidate:
 
     def __init__(self, name: str, config: DetectorConfig, profile: bool = False):
         self.name, self.config, self.profile = name, config, profile
-        self.detector = FaceDetector(detector_settings(config, (1, 1)))
+        self.detector = make_detector(config)
         self.side = FaceDetector(dataclasses.replace(detector_settings(config, (1, 1)),
                                                      cascade="haarcascade_profileface.xml")) if profile else None
 
@@ -225,6 +225,9 @@ def candidates(board_dir: Path) -> list:
         Candidate("min 24 px", r(v, min_size_px=24)),
         Candidate("scale 1.05", r(v, scale_factor=1.05)),
         Candidate("+ profile cascade", v, profile=True),
+        Candidate("blazeface full range", r(v, kind="blazeface", pad_fraction=0.0)),
+        Candidate("blazeface full range 0.5", r(v, kind="blazeface", min_score=0.5, pad_fraction=0.0)),
+        Candidate("blazeface short range", r(v, kind="blazeface", net="short_range", pad_fraction=0.0)),
     ]
     return out
 
@@ -344,6 +347,31 @@ def tables(lfw: dict, clip: dict | None) -> str:
     return "\n".join(lines)
 
 
+def fit_blaze(data_dir: Path, n: int, seed: int) -> str:
+    """The BlazeFace box -> cascade box constants (``blazeface.BLAZE_TO_HAAR_*``): medians over the size
+    conditions' faces (32-400 px) that the full-range net finds (box centre within half a true box width)."""
+    from wearface.firmware import blazeface
+
+    det = blazeface.BlazeFaceDetector("full_range", "")
+    rows = []
+    for cond, frame, (x, y, w, h) in conditions(data_dir, n, seed):
+        if not cond.startswith("size"):
+            continue
+        raw = [(b.x + b.w / 2, b.y + b.h / 2, b.w) for b in det.detect(frame)]
+        near = [(math.hypot(cx - x - w / 2, cy - y - h / 2), cx, cy, bw) for cx, cy, bw in raw]
+        near = [m for m in near if m[0] < 0.5 * w]
+        if near:
+            _, cx, cy, bw = min(near)
+            # undo the constants in use, to measure against the net's own box
+            side = bw / blazeface.BLAZE_TO_HAAR_WIDTH
+            ox, oy = cx - blazeface.BLAZE_TO_HAAR_DX * side, cy - blazeface.BLAZE_TO_HAAR_DY * side
+            rows.append(((x + w / 2 - ox) / side, (y + h / 2 - oy) / side, w / side))
+    r = np.asarray(rows)
+    med, iqr = np.median(r, axis=0), np.subtract(*np.percentile(r, [75, 25], axis=0))
+    return (f"{len(r)} faces: BLAZE_TO_HAAR_DX = {med[0]:.4f}, BLAZE_TO_HAAR_DY = {med[1]:.4f}, "
+            f"BLAZE_TO_HAAR_WIDTH = {med[2]:.4f} (IQR {iqr[0]:.3f}, {iqr[1]:.3f}, {iqr[2]:.3f})")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default="../shared/data", help="the shared data folder (lfw/, video/)")
@@ -357,8 +385,12 @@ def main(argv=None) -> int:
                                                                "of --clip-every)")
     ap.add_argument("--no-clip", action="store_true")
     ap.add_argument("--out", help="write the results as JSON here")
+    ap.add_argument("--fit-blaze", action="store_true", help="only measure BlazeFace's box against the cascade's")
     args = ap.parse_args(argv)
     data = Path(args.data)
+    if args.fit_blaze:
+        print(fit_blaze(data, args.n, args.seed))
+        return 0
     cands = candidates(Path(args.boards))
     if args.only:
         keep = set(args.only.split(","))

@@ -92,8 +92,16 @@ class CameraConfig:
 
 @dataclass(frozen=True)
 class DetectorConfig:
-    """OpenCV Haar cascade settings (``cv2.CascadeClassifier.detectMultiScale``)."""
+    """The face detector: ``kind`` "haar" (OpenCV's Haar cascade, ``cv2.CascadeClassifier.detectMultiScale``) or
+    "blazeface" (MediaPipe's BlazeFace nets through OpenCV's DNN module, ``firmware/blazeface.py``)."""
 
+    #: "haar" or "blazeface"
+    kind: str = "haar"
+    #: blazeface only: the net for whole frames and the net for regions around known faces (``blazeface.NETS``;
+    #: "" = the frame net), and the score a box needs (0-1; 0 = the net's own, MediaPipe's graph option)
+    net: str = "full_range"
+    region_net: str = "short_range"
+    min_score: float = 0.0
     cascade: str = "haarcascade_frontalface_default.xml"
     scale_factor: float = 1.1
     min_neighbors: int = 5
@@ -378,6 +386,16 @@ def _validate(board: Board) -> None:
     _positive(path, "camera.width", board.camera.width)
     _positive(path, "camera.height", board.camera.height)
     _positive(path, "camera.fps", board.camera.fps)
+    if board.detector.kind not in ("haar", "blazeface"):
+        raise BoardFileError(path, "detector.kind", f"expected \"haar\" or \"blazeface\", found {board.detector.kind!r}")
+    blaze_nets = ("full_range", "short_range")  # firmware/blazeface.py NETS (this module imports no OpenCV)
+    if board.detector.net not in blaze_nets:
+        raise BoardFileError(path, "detector.net", f"expected one of {blaze_nets}, found {board.detector.net!r}")
+    if board.detector.region_net not in blaze_nets + ("",):
+        raise BoardFileError(path, "detector.region_net",
+                             f"expected one of {blaze_nets} or \"\", found {board.detector.region_net!r}")
+    if not 0.0 <= board.detector.min_score < 1.0:
+        raise BoardFileError(path, "detector.min_score", f"expected a number in [0, 1), found {board.detector.min_score}")
     if board.detector.scale_factor <= 1.0:
         raise BoardFileError(path, "detector.scale_factor", f"expected a number > 1, found {board.detector.scale_factor}")
     _positive(path, "detector.min_neighbors", board.detector.min_neighbors, allow_zero=True)

@@ -32,6 +32,18 @@ def frame_downscale(config, frame_shape) -> float:
     return max(1.0, longer / config.max_side_px) if config.max_side_px else 1.0
 
 
+def make_detector(config):
+    """The board's ``[detector]`` as a loaded detector: ``FaceDetector`` (Haar) or ``BlazeFaceDetector``; both
+    answer ``detect(frame, downscale, min_size_px, max_size_px, pad)`` with ``FaceBox``es in the cascade's box
+    convention."""
+    if getattr(config, "kind", "haar") == "blazeface":
+        from .blazeface import BlazeFaceDetector
+
+        return BlazeFaceDetector(config.net, config.region_net, config.min_score or None,
+                                 min_size_px=config.min_size_px, max_faces=config.max_faces)
+    return FaceDetector(detector_settings(config, (1, 1)))
+
+
 def detector_settings(config, frame_shape) -> DetectorSettings:
     """The board's ``[detector]`` as ``DetectorSettings`` for frames of ``frame_shape`` (see ``frame_downscale``)."""
     return DetectorSettings(cascade=config.cascade, scale_factor=config.scale_factor,
@@ -56,7 +68,7 @@ class FaceModel:
         # one cascade for every frame size: the downscale is chosen per frame (``frame_downscale``).  One per
         # size, as before, kept a cascade and its working buffers for each size ever seen: 247 -> 980 MB after
         # 200 enrolment images of 200 sizes (docs/RELIABILITY.md)
-        self.detector = FaceDetector(detector_settings(board.detector, (1, 1)))
+        self.detector = make_detector(board.detector)
         # the first run of a runtime allocates and may compile; do it at boot, not in the first frame
         self.align_runtime.run(np.zeros(bundle.align_net.spec.input_shape, np.uint8))
         self.embed_runtime.run(np.zeros(bundle.embed_net.spec.input_shape, np.uint8))
@@ -75,7 +87,13 @@ class FaceModel:
         h, w = np.shape(frame_bgr)[:2]
         downscale = frame_downscale(self.board.detector, np.shape(frame_bgr))
         at_edge = x0 <= 0 or y0 <= 0 or x1 >= w or y1 >= h
-        boxes = self.detector.detect(frame_bgr[y0:y1, x0:x1], downscale, min_size_px, max_size_px, pad=at_edge)
+        crop = frame_bgr[y0:y1, x0:x1]
+        if self.board.detector.kind == "blazeface":
+            # around a known face (a track's region: sizes given) the face fills much of the crop: the region net
+            boxes = self.detector.detect(crop, min_size_px=min_size_px, max_size_px=max_size_px,
+                                         region=min_size_px is not None)
+        else:
+            boxes = self.detector.detect(crop, downscale, min_size_px, max_size_px, pad=at_edge)
         return [FaceBox(b.x + x0, b.y + y0, b.w, b.h, b.score) for b in boxes][: self.board.detector.max_faces]
 
     def correct(self, frame_bgr: np.ndarray, window0: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

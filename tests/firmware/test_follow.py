@@ -33,9 +33,10 @@ def bundle(tmp_path_factory):
     return verify_bundle(SHIPPED_BUNDLE.read_bytes(), list(board.public_keys), board.compatible, 0)
 
 
-def _run(tmp_path, bundle, actors, n_frames, every_frames=NEVER, roi_on_change=False):
-    """Run the loop over a scene; ([(frame, {track id: box})], events, pipeline, [placed boxes per frame])."""
-    board = make_board(tmp_path, detector={"every_frames": every_frames, "roi_on_change": roi_on_change},
+def _run(tmp_path, bundle, actors, n_frames, every_frames=NEVER, roi_on_change=False, kind="haar"):
+    """Run the loop over a scene; ([(frame, {track id: box})], events, pipeline, [placed boxes per frame]).
+    ``kind``: the board's detector ("haar" or "blazeface")."""
+    board = make_board(tmp_path, detector={"every_frames": every_frames, "roi_on_change": roi_on_change, "kind": kind},
                        tracker={"max_embeds_per_frame": 1})
     renders = [scene.render(actors, k, n_frames) for k in range(n_frames)]
     gallery = Gallery(tmp_path / "g.sqlite", str(bundle.embedding_space), float(bundle.threshold))
@@ -51,12 +52,13 @@ def _run(tmp_path, bundle, actors, n_frames, every_frames=NEVER, roi_on_change=F
     return tracks, events, pipeline, [placed for _, placed in renders]
 
 
-def test_a_moving_turning_face_keeps_one_track_without_a_full_search(tmp_path, bundle):
+@pytest.mark.parametrize("kind", ["haar", "blazeface"])
+def test_a_moving_turning_face_keeps_one_track_without_a_full_search(tmp_path, bundle, kind):
     face = scene.grace_hopper_face()
     n = 40
     actors = [scene.Actor(face, start=0, stop=None, from_xy=(0.3, 0.45), to_xy=(0.65, 0.55), size_px=(150, 150),
                           max_angle_deg=15.0, light=0.2)]
-    tracks, events, pipeline, placed = _run(tmp_path, bundle, actors, n)
+    tracks, events, pipeline, placed = _run(tmp_path, bundle, actors, n, kind=kind)
     assert pipeline.counts["searches_full"] == 1  # frame 0 only
     ids = {tid for frame in tracks for tid in frame}
     assert ids == {1}, tracks
@@ -98,14 +100,16 @@ def test_a_face_that_vanishes_ends_its_track_within_max_missed_frames(tmp_path, 
     assert pipeline.counts["follow_doubts"] >= 1 and pipeline.counts["searches_full"] == 1
 
 
-@pytest.mark.parametrize("roi_on_change", [False, True])
-def test_a_new_face_appears_within_every_frames(tmp_path, bundle, roi_on_change):
+@pytest.mark.parametrize("roi_on_change,kind", [(False, "haar"), (True, "haar"), (False, "blazeface"),
+                                                (True, "blazeface")])
+def test_a_new_face_appears_within_every_frames(tmp_path, bundle, roi_on_change, kind):
     face = scene.grace_hopper_face()
     every, start = 6, 7  # enters just after the full search of frame 6: the worst case without change search
     actors = [scene.Actor(face, start=0, stop=None, from_xy=(0.25, 0.5), to_xy=(0.3, 0.5), size_px=(140, 140)),
               scene.Actor(np.ascontiguousarray(face[:, ::-1]), start=start, stop=None, from_xy=(0.75, 0.5), to_xy=(0.7, 0.5),
                           size_px=(140, 140))]
-    tracks, events, pipeline, _ = _run(tmp_path, bundle, actors, 30, every_frames=every, roi_on_change=roi_on_change)
+    tracks, events, pipeline, _ = _run(tmp_path, bundle, actors, 30, every_frames=every, roi_on_change=roi_on_change,
+                                       kind=kind)
     appeared = {e["track"]: e["frame"] for e in events if e["event"] == "person.appeared"}
     assert len(appeared) == 2, events
     second = max(appeared.values())

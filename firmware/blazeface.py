@@ -1,0 +1,232 @@
+"""Face detection with MediaPipe's BlazeFace nets, run by OpenCV's DNN module: boxes in frame pixels.
+
+The same job and interface as ``detect.FaceDetector`` (frame -> ``FaceBox``es, best first), for the board files
+whose ``[detector] kind`` is ``"blazeface"``.  numpy + OpenCV only: ``cv2.dnn.readNetFromTFLite`` reads the
+nets' TFLite files (float32), so the board needs no TFLite runtime.
+
+The nets (``firmware/detectors/``, see its NOTICE; Apache-2.0, Google): ``face_detection_full_range`` (192x192
+input, one 48x48 grid of anchors: faces from ~8 px of the letterboxed input, i.e. small faces in a whole frame)
+and ``face_detection_short_range`` (128x128, 16x16 + 8x8 grids: a face that fills a good part of its input, i.e.
+a region around a known face).  Their raw outputs are decoded here as MediaPipe's graphs decode them
+(``SsdAnchorsCalculator``, ``TensorsToDetectionsCalculator``, weighted non-maximum suppression); the constants
+are those graphs' options.
+
+Boxes are returned in the Haar cascade's convention (``detect.face_window`` and the tracker expect its size
+and centre for a face): BlazeFace's own box, moved and scaled by ``BLAZE_TO_HAAR_*``, measured on LFW
+(docs/BENCHMARKS.md "A learned detector").  ``FaceBox.score`` is the net's probability (0-1).
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from .detect import FaceBox
+from .errors import DetectError
+
+#: where the nets' files ship (package data)
+DETECTORS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "detectors")
+
+
+@dataclass(frozen=True)
+class BlazeNet:
+    """One BlazeFace net's file and its MediaPipe graph options: input side (px), anchor strides per layer,
+    whether each layer location also has the interpolated anchor, the score threshold."""
+
+    file: str
+    input_px: int
+    strides: tuple
+    interpolated: bool
+    min_score: float
+
+
+#: the nets by their ``[detector] net`` names
+NETS = {
+    "full_range": BlazeNet("face_detection_full_range.tflite", 192, (4,), False, 0.6),
+    "short_range": BlazeNet("face_detection_short_range.tflite", 128, (8, 16, 16, 16), True, 0.5),
+}
+
+#: raw box values are in input px; keypoints follow the box (x, y each)
+NUM_KEYPOINTS = 6
+#: MediaPipe clips raw scores to +-100 before the sigmoid
+SCORE_CLIP = 100.0
+#: boxes overlapping the best remaining box by more than this IoU are merged into it (weighted NMS)
+NMS_IOU = 0.3
+
+# --- BlazeFace box -> the Haar cascade's box (measured; docs/BENCHMARKS.md "A learned detector") -------------
+#: Haar box centre minus BlazeFace box centre, in BlazeFace box widths (x, y), and the Haar box's width in
+#: BlazeFace box widths.  Medians over 257 LFW faces of 32-400 px placed into 640x480 frames, found by the
+#: full-range net (IQR 0.028, 0.039, 0.079; its boxes are square).  Measured with
+#: ``python3 bench/bench_detectors.py --fit-blaze --n 50 --seed 5``.
+BLAZE_TO_HAAR_DX = 0.0113
+BLAZE_TO_HAAR_DY = -0.0630
+BLAZE_TO_HAAR_WIDTH = 1.0731
+
+
+def anchors(net: BlazeNet) -> np.ndarray:
+    """float32 (N, 2) anchor centres (x, y) in 0..1 of the input, in the nets' output order (SSD anchors with
+    fixed size 1: consecutive layers of the same stride share a grid, each adds one or two anchors a cell)."""
+    out = []
+    i = 0
+    while i < len(net.strides):
+        j, per_cell = i, 0
+        while j < len(net.strides) and net.strides[j] == net.strides[i]:
+            per_cell += 2 if net.interpolated else 1
+            j += 1
+        cells = int(math.ceil(net.input_px / net.strides[i]))
+        ys, xs = np.meshgrid((np.arange(cells) + 0.5) / cells, (np.arange(cells) + 0.5) / cells, indexing="ij")
+        grid = np.stack([xs.ravel(), ys.ravel()], axis=1)
+        out.append(np.repeat(grid, per_cell, axis=0))
+        i = j
+    return np.concatenate(out).astype(np.float32)
+
+
+def decode(raw_boxes: np.ndarray, raw_scores: np.ndarray, net: BlazeNet, anchor_xy: np.ndarray,
+           min_score: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(boxes float32 (K, 4) as x0, y0, x1, y1 in 0..1 of the input, scores float32 (K,)) of the anchors scoring
+    at least ``min_score`` (default the net's), from raw outputs (N, 16) and (N,) or (N, 1); not yet suppressed."""
+    raw_boxes = np.asarray(raw_boxes, np.float32).reshape(len(anchor_xy), -1)
+    logits = np.clip(np.asarray(raw_scores, np.float32).reshape(len(anchor_xy)), -SCORE_CLIP, SCORE_CLIP)
+    scores = (1.0 / (1.0 + np.exp(-logits.astype(np.float64)))).astype(np.float32)  # exp(100) overflows float32
+    keep = scores >= (net.min_score if min_score is None else min_score)
+    r, a = raw_boxes[keep, :4] / net.input_px, anchor_xy[keep]
+    cx, cy = r[:, 0] + a[:, 0], r[:, 1] + a[:, 1]
+    half_w, half_h = r[:, 2] / 2, r[:, 3] / 2
+    return np.stack([cx - half_w, cy - half_h, cx + half_w, cy + half_h], axis=1), scores[keep]
+
+
+def weighted_nms(boxes: np.ndarray, scores: np.ndarray, iou_above: float = NMS_IOU) -> tuple[np.ndarray, np.ndarray]:
+    """MediaPipe's weighted non-maximum suppression: the best remaining box and every box overlapping it by more
+    than ``iou_above`` become one box, their score-weighted mean, with the best's score.  Best first."""
+    order = np.argsort(-scores, kind="stable")
+    boxes, scores = boxes[order], scores[order]
+    out_b, out_s = [], []
+    left = np.ones(len(boxes), bool)
+    area = np.maximum(boxes[:, 2] - boxes[:, 0], 0) * np.maximum(boxes[:, 3] - boxes[:, 1], 0)
+    for i in range(len(boxes)):
+        if not left[i]:
+            continue
+        ix0 = np.maximum(boxes[i, 0], boxes[:, 0])
+        iy0 = np.maximum(boxes[i, 1], boxes[:, 1])
+        ix1 = np.minimum(boxes[i, 2], boxes[:, 2])
+        iy1 = np.minimum(boxes[i, 3], boxes[:, 3])
+        inter = np.maximum(ix1 - ix0, 0) * np.maximum(iy1 - iy0, 0)
+        overlap = inter / np.maximum(area[i] + area - inter, 1e-12)
+        group = left & (overlap > iou_above)
+        group[i] = True
+        w = scores[group]
+        out_b.append((boxes[group] * w[:, None]).sum(axis=0) / w.sum())
+        out_s.append(scores[i])
+        left &= ~group
+    if not out_b:
+        return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
+    return np.asarray(out_b, np.float32), np.asarray(out_s, np.float32)
+
+
+def letterbox(frame_bgr: np.ndarray, side: int) -> tuple[np.ndarray, float, float, float]:
+    """(NCHW float32 (1, 3, side, side) RGB in -1..1, scale, pad_x, pad_y): the frame shrunk to fit a side x side
+    square, centred, the rest black (-1).  Input px = frame px * scale + pad."""
+    h, w = frame_bgr.shape[:2]
+    scale = side / max(h, w)
+    nw, nh = max(int(round(w * scale)), 1), max(int(round(h * scale)), 1)
+    small = cv2.resize(frame_bgr, (nw, nh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    px, py = (side - nw) // 2, (side - nh) // 2
+    canvas = np.zeros((side, side, 3), np.uint8)
+    canvas[py:py + nh, px:px + nw] = small
+    blob = cv2.dnn.blobFromImage(canvas, 1.0 / 127.5, (side, side), (127.5, 127.5, 127.5), swapRB=True)
+    return blob, scale, float(px), float(py)
+
+
+def to_bgr(frame) -> np.ndarray:
+    """uint8 (H, W, 3) BGR from a uint8 (H, W, 3) BGR, (H, W, 4) BGRA, (H, W, 1) or (H, W) grey frame."""
+    if not isinstance(frame, np.ndarray):
+        raise DetectError(f"frame must be a numpy array, got {type(frame).__name__}")
+    if frame.dtype != np.uint8:
+        raise DetectError(f"frame must be uint8, got {frame.dtype}")
+    if frame.ndim not in (2, 3) or frame.shape[0] == 0 or frame.shape[1] == 0:
+        raise DetectError(f"frame must be a non-empty (H, W) or (H, W, C) image, got shape {frame.shape}")
+    if frame.ndim == 3 and frame.shape[2] == 1:
+        frame = frame[:, :, 0]
+    if frame.ndim == 2:
+        return cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+    if frame.shape[2] == 4:
+        return cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)
+    if frame.shape[2] != 3:
+        raise DetectError(f"frame must be (H, W), (H, W, 1), (H, W, 3) BGR or (H, W, 4) BGRA, got shape {frame.shape}")
+    return frame
+
+
+def load_net(name: str):
+    """(BlazeNet, cv2.dnn.Net, anchors) for a ``NETS`` name; DetectError naming what is wrong."""
+    if name not in NETS:
+        raise DetectError(f"unknown BlazeFace net {name!r}; expected one of {sorted(NETS)}")
+    net = NETS[name]
+    path = os.path.join(DETECTORS_DIR, net.file)
+    if not os.path.isfile(path):
+        raise DetectError(f"BlazeFace net file {path} is missing (package data of wearface.firmware)")
+    try:
+        dnn = cv2.dnn.readNetFromTFLite(path)
+    except cv2.error as exc:
+        raise DetectError(f"BlazeFace net {path} could not be loaded: {str(exc).strip().splitlines()[-1]}") from None
+    dnn.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
+    dnn.setPreferableTarget(cv2.dnn.DNN_TARGET_CPU)
+    return net, dnn, anchors(net)
+
+
+class BlazeFaceDetector:
+    """BlazeFace with a board's settings.  ``detect(frame)`` -> boxes, best first, in the Haar cascade's box
+    convention.  ``net``: the net for whole frames (``NETS``); ``region_net``: the net for regions (a search
+    around a known face; "" = the same net).  Not thread-safe (an OpenCV Net is not); make one per thread."""
+
+    def __init__(self, net: str = "full_range", region_net: str = "short_range", min_score: float | None = None,
+                 min_size_px: float = 0.0, max_faces: int = 8):
+        self.frame_net = load_net(net)
+        self.region_net = load_net(region_net) if region_net and region_net != net else self.frame_net
+        if min_score is not None and not (0.0 < min_score < 1.0):
+            raise DetectError(f"min_score must be in (0, 1), got {min_score!r}")
+        self.min_score, self.min_size_px, self.max_faces = min_score, float(min_size_px), int(max_faces)
+
+    def detect(self, frame, downscale: float | None = None, min_size_px: float | None = None,
+               max_size_px: float | None = None, pad: bool | None = None, region: bool = False) -> list[FaceBox]:
+        """Faces in ``frame`` (uint8 BGR/BGRA/grey, any size) as ``FaceBox``es in frame px, best first.
+        ``region``: the frame is a region around a known face (the region net runs).  ``min_size_px`` /
+        ``max_size_px`` keep boxes of those widths only; ``downscale`` and ``pad`` are the cascade's and are
+        accepted for the same call (the net's input is a fixed size; faces past the edges are found as they are)."""
+        bgr = to_bgr(frame)
+        net, dnn, anchor_xy = self.region_net if region else self.frame_net
+        blob, scale, px, py = letterbox(bgr, net.input_px)
+        dnn.setInput(blob)
+        raw_scores, raw_boxes = _outputs(dnn)
+        boxes, scores = decode(raw_boxes, raw_scores, net, anchor_xy, self.min_score)
+        boxes, scores = weighted_nms(boxes, scores)
+        out = []
+        low = max(self.min_size_px, float(min_size_px or 0.0))
+        for (x0, y0, x1, y1), s in zip(boxes * net.input_px, scores):
+            fx0, fy0 = (x0 - px) / scale, (y0 - py) / scale
+            fw, fh = (x1 - x0) / scale, (y1 - y0) / scale
+            if not (fw > 0 and fh > 0):
+                continue
+            box = haar_box(fx0, fy0, fw, fh, float(s))
+            if box.w < low or (max_size_px and box.w > max_size_px):
+                continue
+            out.append(box)
+        return out[: self.max_faces]
+
+
+def haar_box(x: float, y: float, w: float, h: float, score: float) -> FaceBox:
+    """A BlazeFace box (x, y, w, h frame px) as the box the Haar cascade would draw for that face (square)."""
+    cx, cy = x + w / 2 + BLAZE_TO_HAAR_DX * w, y + h / 2 + BLAZE_TO_HAAR_DY * w
+    side = BLAZE_TO_HAAR_WIDTH * w
+    return FaceBox(float(cx - side / 2), float(cy - side / 2), float(side), float(side), score)
+
+
+def _outputs(dnn) -> tuple[np.ndarray, np.ndarray]:
+    """(raw scores (N,), raw boxes (N, 16)) from the net's two outputs, told apart by their last dimension."""
+    outs = dnn.forward(dnn.getUnconnectedOutLayersNames())
+    first, second = (np.asarray(o, np.float32) for o in outs)
+    if first.shape[-1] == 1:
+        return first.reshape(-1), second.reshape(first.size, -1)
+    return second.reshape(-1), first.reshape(second.size, -1)

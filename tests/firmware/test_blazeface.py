@@ -1,0 +1,147 @@
+"""The BlazeFace detector (``firmware/blazeface.py``, issue 16): anchors and decoding as MediaPipe's graphs define
+them, weighted suppression, boxes in the cascade's convention on a real face, clear errors.  Behaviour only."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from wearface.firmware import blazeface as bf
+from wearface.firmware import scene
+from wearface.firmware.board import parse_board
+from wearface.firmware.detect import FaceDetector
+from wearface.firmware.errors import BoardFileError, DetectError
+from wearface.firmware.facemodel import make_detector
+from wearface.firmware.tracker import iou
+
+from .conftest import make_board
+
+
+@pytest.fixture(scope="module")
+def detector():
+    return bf.BlazeFaceDetector("full_range", "short_range")
+
+
+def test_anchors_are_the_graphs_grids():
+    full, short = bf.anchors(bf.NETS["full_range"]), bf.anchors(bf.NETS["short_range"])
+    assert full.shape == (2304, 2) and short.shape == (896, 2)  # the nets' output rows
+    assert np.allclose(full[0], [0.5 / 48, 0.5 / 48]) and np.allclose(full[1], [1.5 / 48, 0.5 / 48])
+    # short range: a 16x16 grid with two anchors a cell, then an 8x8 grid with six (three layers of stride 16)
+    assert np.allclose(short[0], short[1]) and np.allclose(short[2], [1.5 / 16, 0.5 / 16])
+    assert np.allclose(short[512:518], [0.5 / 8, 0.5 / 8]) and np.allclose(short[-1], [7.5 / 8, 7.5 / 8])
+
+
+def test_decode_places_a_box_on_its_anchor():
+    net = bf.NETS["full_range"]
+    anchor_xy = bf.anchors(net)
+    raw = np.zeros((len(anchor_xy), 16), np.float32)
+    logits = np.full(len(anchor_xy), -20.0, np.float32)
+    k = 48 * 10 + 20  # row 10, column 20 of the 48x48 grid: centre (20.5, 10.5) / 48 of the input
+    raw[k, :4] = [4.0, -2.0, 40.0, 30.0]  # input px: centre offset, width, height
+    logits[k] = 3.0
+    boxes, scores = bf.decode(raw, logits, net, anchor_xy)
+    assert boxes.shape == (1, 4) and scores[0] == pytest.approx(1 / (1 + np.exp(-3.0)))
+    cx, cy = 20.5 / 48 + 4 / 192, 10.5 / 48 - 2 / 192
+    assert np.allclose(boxes[0], [cx - 20 / 192, cy - 15 / 192, cx + 20 / 192, cy + 15 / 192], atol=1e-6)
+    # below the net's threshold nothing is kept; absurd logits are clipped, not overflowed
+    logits[k] = 0.0
+    assert len(bf.decode(raw, logits, net, anchor_xy)[0]) == 0
+    logits[k] = 1e30
+    assert bf.decode(raw, logits, net, anchor_xy)[1][0] == pytest.approx(1.0)
+
+
+def test_weighted_nms_merges_overlaps_into_their_weighted_mean():
+    boxes = np.array([[0.0, 0.0, 1.0, 1.0], [0.1, 0.0, 1.1, 1.0], [5.0, 5.0, 6.0, 6.0]], np.float32)
+    scores = np.array([0.6, 0.9, 0.7], np.float32)
+    out, s = bf.weighted_nms(boxes, scores)
+    assert list(s) == pytest.approx([0.9, 0.7])  # best first, each group keeps its best score
+    assert np.allclose(out[0], (boxes[0] * 0.6 + boxes[1] * 0.9) / 1.5)
+    assert np.allclose(out[1], boxes[2])
+    assert bf.weighted_nms(np.zeros((0, 4), np.float32), np.zeros(0, np.float32))[0].shape == (0, 4)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.floats(0, 0.9), st.floats(0, 0.9), st.floats(0.01, 0.5), st.floats(0.01, 1.0)),
+                max_size=12))
+def test_weighted_nms_keeps_no_two_boxes_that_overlap(rows):
+    boxes = np.array([[x, y, x + w, y + w] for x, y, w, _ in rows], np.float32).reshape(-1, 4)
+    scores = np.array([s for *_, s in rows], np.float32)
+    out, s = bf.weighted_nms(boxes, scores)
+    assert len(out) <= len(boxes) and list(s) == sorted(s, reverse=True)
+    assert all(np.isin(s, scores))
+    if len(boxes):
+        assert len(out) >= 1
+
+
+def _frame(side=160, at=(320, 240)):
+    actors = [scene.Actor(scene.grace_hopper_face(), start=0, stop=None, from_xy=(at[0] / 640, at[1] / 480),
+                          to_xy=(at[0] / 640, at[1] / 480), size_px=(side, side))]
+    return scene.render(actors, 0, 1)[0]
+
+
+@pytest.mark.parametrize("side,at", [(160, (320, 240)), (120, (150, 120)), (300, (400, 260))])
+def test_a_real_face_gets_the_box_the_cascade_draws(detector, side, at):
+    frame = _frame(side, at)
+    (haar,) = FaceDetector().detect(frame)[:1]
+    boxes = detector.detect(frame)
+    assert len(boxes) == 1, boxes
+    b = boxes[0]
+    assert 0.6 <= b.score <= 1.0 and b.w == pytest.approx(b.h)
+    assert iou((b.x, b.y, b.w, b.h), (haar.x, haar.y, haar.w, haar.h)) >= 0.6, (b, haar)
+
+
+def test_a_region_around_the_face_finds_it_in_frame_px(detector):
+    frame = _frame(120, (300, 200))
+    (whole,) = detector.detect(frame)
+    x0, y0 = int(whole.x - whole.w), int(whole.y - whole.w)
+    region = frame[y0:int(whole.x + 2 * whole.w), x0:int(whole.x + 2 * whole.w)]
+    (near,) = detector.detect(region, region=True)
+    assert iou((near.x + x0, near.y + y0, near.w, near.h), (whole.x, whole.y, whole.w, whole.h)) >= 0.6
+    # sizes outside the asked range are dropped
+    assert detector.detect(region, min_size_px=2 * whole.w, region=True) == []
+
+
+def test_no_face_no_box(detector):
+    rng = np.random.default_rng(0)
+    assert detector.detect(np.full((480, 640, 3), 128, np.uint8)) == []
+    assert detector.detect(rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)) == []
+
+
+def test_grey_bgra_and_odd_shapes_are_read_and_bad_frames_named(detector):
+    frame = _frame()
+    grey = frame.mean(axis=2).astype(np.uint8)
+    assert len(detector.detect(grey)) == 1 and len(detector.detect(grey[:, :, None])) == 1
+    bgra = np.dstack([frame, np.full(frame.shape[:2], 255, np.uint8)])
+    assert len(detector.detect(bgra)) == 1
+    assert detector.detect(np.zeros((1, 3000, 3), np.uint8)) == []  # a 1-px strip: letterboxed, nothing found
+    with pytest.raises(DetectError, match="uint8"):
+        detector.detect(frame.astype(np.float32))
+    with pytest.raises(DetectError, match="empty|non-empty"):
+        detector.detect(np.zeros((0, 10, 3), np.uint8))
+    with pytest.raises(DetectError, match="numpy array"):
+        detector.detect([[1, 2]])
+    with pytest.raises(DetectError, match="shape"):
+        detector.detect(np.zeros((10, 10, 2), np.uint8))
+
+
+def test_bad_settings_are_named():
+    with pytest.raises(DetectError, match="unknown BlazeFace net 'tiny'"):
+        bf.BlazeFaceDetector("tiny")
+    with pytest.raises(DetectError, match="min_score"):
+        bf.BlazeFaceDetector(min_score=1.5)
+
+
+def test_the_board_file_chooses_the_detector(tmp_path):
+    board = make_board(tmp_path, detector={"kind": "blazeface"})
+    assert isinstance(make_detector(board.detector), bf.BlazeFaceDetector)
+    assert isinstance(make_detector(make_board(tmp_path).detector), FaceDetector)
+    text = (tmp_path / "virtual.toml").read_text()
+    for line, field in [('kind = "hog"', "detector.kind"), ('net = "tiny"', "detector.net"),
+                        ('region_net = "tiny"', "detector.region_net"), ("min_score = 1.0", "detector.min_score")]:
+        bad = text.replace("[detector]\n", f"[detector]\n{line}\n")
+        with pytest.raises(BoardFileError, match=field.replace(".", r"\.")):
+            parse_board(bad, tmp_path / "bad.toml")
+    assert dataclasses.replace(board.detector, kind="haar").kind == "haar"
