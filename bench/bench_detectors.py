@@ -204,14 +204,16 @@ class Candidate:
 
 
 def candidates(board_dir: Path) -> list:
-    """The boards' detectors as their files say and as before this change (no equalisation, no padding), and
-    variants of the virtual board's."""
+    """The boards' detectors as their files say, as before (the Haar cascade with no equalisation, no padding) and,
+    where a board file runs BlazeFace, the cascade with the file's other settings; variants of the virtual board's."""
     out = []
     before = {}
     for name in ("virtual", "rpi-zero2w", "a55-dotprod"):
         cfg = load_board(board_dir / f"{name}.toml").detector
-        before[name] = dataclasses.replace(cfg, equalize="none", pad_fraction=0.0)
+        before[name] = dataclasses.replace(cfg, kind="haar", equalize="none", pad_fraction=0.0)
         out.append(Candidate(f"{name}: before", before[name]))
+        if cfg.kind != "haar":  # the cascade as the board file set it, before BlazeFace replaced it
+            out.append(Candidate(f"{name}: haar", dataclasses.replace(cfg, kind="haar")))
         out.append(Candidate(f"{name}: board file", cfg))
     v = before["virtual"]
     r = dataclasses.replace
@@ -228,6 +230,12 @@ def candidates(board_dir: Path) -> list:
         Candidate("blazeface full range", r(v, kind="blazeface", pad_fraction=0.0)),
         Candidate("blazeface full range 0.5", r(v, kind="blazeface", min_score=0.5, pad_fraction=0.0)),
         Candidate("blazeface short range", r(v, kind="blazeface", net="short_range", pad_fraction=0.0)),
+        Candidate("blazeface full then short", r(v, kind="blazeface", fallback_net="short_range", pad_fraction=0.0)),
+        Candidate("blazeface full 0.5 then short", r(v, kind="blazeface", fallback_net="short_range", min_score=0.5,
+                                                          pad_fraction=0.0)),
+        Candidate("blazeface both 0.5", r(v, kind="blazeface", net="full_range+short_range", min_score=0.5,
+                                           pad_fraction=0.0)),
+        Candidate("blazeface both", r(v, kind="blazeface", net="full_range+short_range", pad_fraction=0.0)),
     ]
     return out
 

@@ -6,7 +6,7 @@ a bundle (default ``models/default.wfb``, model A; weights do not change the spe
 * ``clip``: the real 640x360 clip ``../shared/data/video/short_hamilton_clip.mp4`` (skipped when absent),
 * ``synthetic-1`` / ``synthetic-4``: synthesized 640x480 frames with 1 and 4 faces (matplotlib's portrait),
 
-each three times in one process: "today" (the board's detector searching every frame, following off: the loop
+each three times in one process: "today" (the board's Haar cascade searching every frame, following off: the loop
 before issue 16), "today again" (the same policy once more: the floor of the name comparison) and "follow (board)"
 (the board file's own settings, or those ``--set`` gives).  A first pass with today's policy enrols the people it
 saw (``seen00``...; one person per identity the teacher, dlib's ResNet, finds among its tracks when dlib is
@@ -68,9 +68,11 @@ def synthetic_frames(n_faces: int, n_frames: int) -> list:
     return list(scene.scene_frames(actors, n_frames, 640, 480))
 
 
-def today(board):
-    """The board with today's policy before following (issue 16): the whole frame searched every frame."""
-    detector = dataclasses.replace(board.detector, every_frames=1, still_grey_levels=0.0)
+def today(board, kind: str = "haar"):
+    """The board with today's policy before following (issue 16): the whole frame searched every frame by the Haar
+    cascade (a board whose ``[detector] kind`` is "blazeface" is compared with the cascade it replaces), or by the
+    detector ``kind`` given."""
+    detector = dataclasses.replace(board.detector, kind=kind, every_frames=1, still_grey_levels=0.0)
     return dataclasses.replace(board, detector=detector,
                                follow=dataclasses.replace(board.follow, enabled=False))
 
@@ -235,6 +237,9 @@ def main() -> None:
     parser.add_argument("--cases", default="clip,synthetic-1,synthetic-4", help="comma-separated: clip, synthetic-N")
     parser.add_argument("--board-identities", action="store_true",
                         help="group the first pass's tracks into people by the board's θ, not by the teacher (dlib)")
+    parser.add_argument("--enrol-with", choices=("today", "follow"), default="today",
+                        help="the first pass that enrols the people seen: today's policy (the Haar cascade every frame), "
+                             "or the follow row's detector every frame (a gallery made with the other detector's crops)")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                         help="override a board setting for the follow row (repeatable), e.g. detector.every_frames=6")
     args = parser.parse_args()
@@ -285,12 +290,13 @@ def main() -> None:
             gallery.add(f"person{i:02d}", v / np.linalg.norm(v, axis=1, keepdims=True))
         # a first pass enrols whoever today's policy saw, so that names can be compared
         by_teacher = not (args.board_identities or clones)
-        first = run_case(today(board_file), bundle, gallery, make_source(), keep_crops=by_teacher)
+        enrol_board = today(board_file) if args.enrol_with == "today" else today(board, board.detector.kind)
+        first = run_case(enrol_board, bundle, gallery, make_source(), keep_crops=by_teacher)
         n_people, how = enrol_tracks(gallery, first["track_means"], float(bundle.threshold),
                                      first["track_crops"] if by_teacher else None, first["together"],
                                      bundle.cohort, bundle.cohort_k)
-        notes.append(f"{name}: {len(first['track_means'])} tracks of the first pass enrolled as {n_people} people, "
-                     f"grouped by {how}")
+        notes.append(f"{name}: {len(first['track_means'])} tracks of the first pass ({enrol_board.detector.kind} every "
+                     f"frame) enrolled as {n_people} people, grouped by {how}")
         results = {}
         # "today again" runs today's policy a second time: the loop embeds as many faces per frame as its time budget
         # allows, so two runs of one policy differ; its "named the same" is the floor the follow row is read against

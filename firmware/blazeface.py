@@ -55,6 +55,10 @@ NUM_KEYPOINTS = 6
 SCORE_CLIP = 100.0
 #: boxes overlapping the best remaining box by more than this IoU are merged into it (weighted NMS)
 NMS_IOU = 0.3
+#: the fallback net's boxes are kept only when at least this fraction of the frame's shorter side: it is there for
+#: the faces that fill the frame; its smaller boxes on a frame where the full-range net found nothing were false
+#: tracks on the real clip (2.15 tracks a frame instead of 1.50, docs/BENCHMARKS.md "A learned detector")
+FALLBACK_MIN_FACE = 0.5
 
 # --- BlazeFace box -> the Haar cascade's box (measured; docs/BENCHMARKS.md "A learned detector") -------------
 #: Haar box centre minus BlazeFace box centre, in BlazeFace box widths (x, y), and the Haar box's width in
@@ -178,13 +182,20 @@ def load_net(name: str):
 
 class BlazeFaceDetector:
     """BlazeFace with a board's settings.  ``detect(frame)`` -> boxes, best first, in the Haar cascade's box
-    convention.  ``net``: the net for whole frames (``NETS``); ``region_net``: the net for regions (a search
-    around a known face; "" = the same net).  Not thread-safe (an OpenCV Net is not); make one per thread."""
+    convention.  ``net``: the net for whole frames (``NETS``), or two joined by "+" (both run, their boxes merged:
+    "full_range+short_range" finds small faces and faces that fill the frame); ``region_net``: the net for regions
+    (a search around a known face; "" = the first frame net); ``fallback_net``: run on the whole frame when the
+    frame nets find nothing (the short-range net finds the faces that fill the frame, which the full-range net
+    misses; "" = none).  Not thread-safe (an OpenCV Net is not); make one per thread."""
 
     def __init__(self, net: str = "full_range", region_net: str = "short_range", min_score: float | None = None,
-                 min_size_px: float = 0.0, max_faces: int = 8):
-        self.frame_net = load_net(net)
-        self.region_net = load_net(region_net) if region_net and region_net != net else self.frame_net
+                 min_size_px: float = 0.0, max_faces: int = 8, fallback_net: str = ""):
+        names = str(net).split("+")
+        extra = [n for n in (region_net, fallback_net) if n]
+        loaded = {name: load_net(name) for name in dict.fromkeys(names + extra)}
+        self.frame_nets = [loaded[name] for name in names]
+        self.region_net = loaded[region_net] if region_net else self.frame_nets[0]
+        self.fallback_net = loaded[fallback_net] if fallback_net else None
         if min_score is not None and not (0.0 < min_score < 1.0):
             raise DetectError(f"min_score must be in (0, 1), got {min_score!r}")
         self.min_score, self.min_size_px, self.max_faces = min_score, float(min_size_px), int(max_faces)
@@ -196,24 +207,35 @@ class BlazeFaceDetector:
         ``max_size_px`` keep boxes of those widths only; ``downscale`` and ``pad`` are the cascade's and are
         accepted for the same call (the net's input is a fixed size; faces past the edges are found as they are)."""
         bgr = to_bgr(frame)
-        net, dnn, anchor_xy = self.region_net if region else self.frame_net
-        blob, scale, px, py = letterbox(bgr, net.input_px)
-        dnn.setInput(blob)
-        raw_scores, raw_boxes = _outputs(dnn)
-        boxes, scores = decode(raw_boxes, raw_scores, net, anchor_xy, self.min_score)
-        boxes, scores = weighted_nms(boxes, scores)
+        found = [self._run(bgr, net) for net in ([self.region_net] if region else self.frame_nets)]
+        if not region and self.fallback_net is not None and not any(len(s) for _, s in found):
+            boxes, scores = self._run(bgr, self.fallback_net)  # nothing found: maybe one face that fills the frame
+            large = (boxes[:, 2] - boxes[:, 0]) >= FALLBACK_MIN_FACE * min(bgr.shape[:2])
+            found.append((boxes[large], scores[large]))
+        boxes, scores = np.concatenate([b for b, _ in found]), np.concatenate([s for _, s in found])
+        if len(found) > 1:  # two nets' boxes for one face become one
+            boxes, scores = weighted_nms(boxes.astype(np.float32), scores)
         out = []
         low = max(self.min_size_px, float(min_size_px or 0.0))
-        for (x0, y0, x1, y1), s in zip(boxes * net.input_px, scores):
-            fx0, fy0 = (x0 - px) / scale, (y0 - py) / scale
-            fw, fh = (x1 - x0) / scale, (y1 - y0) / scale
+        for (x0, y0, x1, y1), s in zip(boxes, scores):
+            fw, fh = x1 - x0, y1 - y0
             if not (fw > 0 and fh > 0):
                 continue
-            box = haar_box(fx0, fy0, fw, fh, float(s))
+            box = haar_box(x0, y0, fw, fh, float(s))
             if box.w < low or (max_size_px and box.w > max_size_px):
                 continue
             out.append(box)
         return out[: self.max_faces]
+
+
+    def _run(self, bgr: np.ndarray, loaded) -> tuple[np.ndarray, np.ndarray]:
+        """One net on the whole of ``bgr``: (boxes (K, 4) x0, y0, x1, y1 in frame px, scores (K,)), suppressed."""
+        net, dnn, anchor_xy = loaded
+        blob, scale, px, py = letterbox(bgr, net.input_px)
+        dnn.setInput(blob)
+        raw_scores, raw_boxes = _outputs(dnn)
+        boxes, scores = weighted_nms(*decode(raw_boxes, raw_scores, net, anchor_xy, self.min_score))
+        return (boxes * net.input_px - [px, py, px, py]) / scale, scores  # input 0..1 -> frame px
 
 
 def haar_box(x: float, y: float, w: float, h: float, score: float) -> FaceBox:

@@ -97,10 +97,14 @@ class DetectorConfig:
 
     #: "haar" or "blazeface"
     kind: str = "haar"
-    #: blazeface only: the net for whole frames and the net for regions around known faces (``blazeface.NETS``;
-    #: "" = the frame net), and the score a box needs (0-1; 0 = the net's own, MediaPipe's graph option)
+    #: blazeface only: the net for whole frames ("full_range", "short_range" or both joined by "+") and the net for
+    #: regions around known faces (``blazeface.NETS``; "" = the first frame net), and the score a box needs (0-1;
+    #: 0 = the net's own, MediaPipe's graph option)
     net: str = "full_range"
     region_net: str = "short_range"
+    #: blazeface only: the net run on the whole frame when the frame net finds nothing ("" = none): the short-range
+    #: net finds faces that fill the frame (close-ups, tight photos), which the full-range net misses
+    fallback_net: str = ""
     min_score: float = 0.0
     cascade: str = "haarcascade_frontalface_default.xml"
     scale_factor: float = 1.1
@@ -389,11 +393,15 @@ def _validate(board: Board) -> None:
     if board.detector.kind not in ("haar", "blazeface"):
         raise BoardFileError(path, "detector.kind", f"expected \"haar\" or \"blazeface\", found {board.detector.kind!r}")
     blaze_nets = ("full_range", "short_range")  # firmware/blazeface.py NETS (this module imports no OpenCV)
-    if board.detector.net not in blaze_nets:
-        raise BoardFileError(path, "detector.net", f"expected one of {blaze_nets}, found {board.detector.net!r}")
+    if not board.detector.net or any(n not in blaze_nets for n in board.detector.net.split("+")):
+        raise BoardFileError(path, "detector.net",
+                             f"expected one of {blaze_nets} or two joined by \"+\", found {board.detector.net!r}")
     if board.detector.region_net not in blaze_nets + ("",):
         raise BoardFileError(path, "detector.region_net",
                              f"expected one of {blaze_nets} or \"\", found {board.detector.region_net!r}")
+    if board.detector.fallback_net not in blaze_nets + ("",):
+        raise BoardFileError(path, "detector.fallback_net",
+                             f"expected one of {blaze_nets} or \"\", found {board.detector.fallback_net!r}")
     if not 0.0 <= board.detector.min_score < 1.0:
         raise BoardFileError(path, "detector.min_score", f"expected a number in [0, 1), found {board.detector.min_score}")
     if board.detector.scale_factor <= 1.0:

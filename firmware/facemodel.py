@@ -40,7 +40,8 @@ def make_detector(config):
         from .blazeface import BlazeFaceDetector
 
         return BlazeFaceDetector(config.net, config.region_net, config.min_score or None,
-                                 min_size_px=config.min_size_px, max_faces=config.max_faces)
+                                 min_size_px=config.min_size_px, max_faces=config.max_faces,
+                                 fallback_net=config.fallback_net)
     return FaceDetector(detector_settings(config, (1, 1)))
 
 

@@ -3,7 +3,9 @@ them, weighted suppression, boxes in the cascade's convention on a real face, cl
 from __future__ import annotations
 
 import dataclasses
+import re
 
+import cv2
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -137,11 +139,26 @@ def test_bad_settings_are_named():
 def test_the_board_file_chooses_the_detector(tmp_path):
     board = make_board(tmp_path, detector={"kind": "blazeface"})
     assert isinstance(make_detector(board.detector), bf.BlazeFaceDetector)
-    assert isinstance(make_detector(make_board(tmp_path).detector), FaceDetector)
-    text = (tmp_path / "virtual.toml").read_text()
+    assert isinstance(make_detector(make_board(tmp_path, detector={"kind": "haar"}).detector), FaceDetector)
+    text = re.sub(r"(?m)^(kind|net|region_net|fallback_net|min_score) = .*\n", "", (tmp_path / "virtual.toml").read_text())
     for line, field in [('kind = "hog"', "detector.kind"), ('net = "tiny"', "detector.net"),
-                        ('region_net = "tiny"', "detector.region_net"), ("min_score = 1.0", "detector.min_score")]:
+                        ('region_net = "tiny"', "detector.region_net"), ('fallback_net = "x"', "detector.fallback_net"),
+                        ('net = "full_range+"', "detector.net"), ("min_score = 1.0", "detector.min_score")]:
         bad = text.replace("[detector]\n", f"[detector]\n{line}\n")
         with pytest.raises(BoardFileError, match=field.replace(".", r"\.")):
             parse_board(bad, tmp_path / "bad.toml")
     assert dataclasses.replace(board.detector, kind="haar").kind == "haar"
+
+
+def test_the_fallback_net_finds_a_face_that_fills_the_frame():
+    face = scene.grace_hopper_face()  # the face box is 1/1.6 of the crop: past the edges once enlarged 1.5x
+    side = face.shape[0]
+    frame = np.ascontiguousarray(cv2.resize(face, None, fx=1.5, fy=1.5)[side // 4:side // 4 + side, side // 4:side // 4 + side])
+    assert bf.BlazeFaceDetector("full_range", "").detect(frame) == []
+    (box,) = bf.BlazeFaceDetector("full_range", "", fallback_net="short_range").detect(frame)
+    assert box.w > 0.7 * side  # the one face, as large as the frame
+    # a frame where the full-range net finds a face does not pay for the fallback
+    both = bf.BlazeFaceDetector("full_range", "", fallback_net="short_range")
+    calls = []
+    both._run = lambda bgr, loaded, run=both._run: calls.append(loaded[0].input_px) or run(bgr, loaded)
+    assert len(both.detect(_frame())) == 1 and calls == [192]

@@ -97,7 +97,7 @@ def test_box_iou():
 
 def test_board_settings_reach_the_detector_and_bad_ones_name_their_key(tmp_path):
     text = (boards_dir() / "virtual.toml").read_text()
-    for name in ("virtual", "rpi-zero2w", "a55-dotprod"):  # the shipped boards pad, do not equalise
+    for name in ("virtual", "rpi-zero2w", "a55-dotprod"):  # the shipped boards' cascades pad, do not equalise
         cfg = load_board(boards_dir() / f"{name}.toml").detector
         assert (cfg.pad_fraction, cfg.equalize) == (0.25, "none")
     board = parse_board(text.replace("pad_fraction = 0.25", "pad_fraction = 0.4").replace(
@@ -113,8 +113,8 @@ def test_board_settings_reach_the_detector_and_bad_ones_name_their_key(tmp_path)
 
 def test_the_loop_finds_a_close_up_in_a_full_search_and_in_a_region_at_the_edge(tmp_path, portrait):
     frame, truth = close_up(portrait, 1.15)
-    on = FaceModel(make_board(tmp_path), read_bundle(signed_bundle(0)))
-    off = FaceModel(make_board(tmp_path, detector={"pad_fraction": 0.0}), read_bundle(signed_bundle(0)))
+    on = FaceModel(make_board(tmp_path, detector={"kind": "haar"}), read_bundle(signed_bundle(0)))
+    off = FaceModel(make_board(tmp_path, detector={"kind": "haar", "pad_fraction": 0.0}), read_bundle(signed_bundle(0)))
     assert off.detect(frame) == [] and len(on.detect(frame)) == 1
     h, w = frame.shape[:2]
     assert len(on.detect_region(frame, (0, 0, w, h))) == 1  # a region reaching the frame's edge is padded

@@ -13,7 +13,7 @@ from .conftest import make_board, signed_bundle
 
 
 def test_one_cascade_serves_every_frame_size_with_boxes_in_frame_pixels(tmp_path, monkeypatch):
-    board = make_board(tmp_path)
+    board = make_board(tmp_path, detector={"kind": "haar"})
     loaded = []
     original = detect_module.FaceDetector.__init__
 
