@@ -40,6 +40,28 @@ def alignment_crops(frames_path: str) -> np.ndarray:
     return np.stack(crops)
 
 
+#: boxes kept per frame in ``blazeface_boxes`` (rows past a frame's count are NaN)
+MAX_BOXES = 8
+
+
+def blazeface_boxes(frames_path: str) -> np.ndarray:
+    """(N, MAX_BOXES, 5) float64: the BlazeFace detector's boxes (x, y, w, h, score; frame px) in each frame, with
+    the shipped boards' nets (full range, the short-range fallback) and the short-range region net on each frame's
+    centre half.  Float nets run by OpenCV's DNN module: compared across ISAs with a tolerance, not bit for bit."""
+    from wearface.firmware.blazeface import BlazeFaceDetector
+
+    detector = BlazeFaceDetector("full_range", "short_range", fallback_net="short_range")
+    frames = np.load(frames_path)
+    out = np.full((len(frames), MAX_BOXES, 5), np.nan)
+    for i, frame in enumerate(frames):
+        h, w = frame.shape[:2]
+        boxes = detector.detect(frame)
+        boxes += detector.detect(frame[h // 4:3 * h // 4, w // 4:3 * w // 4], region=True)
+        for j, b in enumerate(boxes[:MAX_BOXES]):
+            out[i, j] = (b.x, b.y, b.w, b.h, b.score)
+    return out
+
+
 def cross_isa(bundle_paths: str, board_path: str, crops_path: str, frames_path: str, out_path: str) -> dict:
     """Verify each bundle (``bundle_paths``: comma-separated) as the board does (signature, compatible, golden
     self-test), then embed the crops with each; results saved as ``<bundle index>:<backend>``."""
@@ -58,7 +80,8 @@ def cross_isa(bundle_paths: str, board_path: str, crops_path: str, frames_path: 
         report["embedding_spaces"].append(bundle.embedding_space)
         for backend, emb in embeddings_int8(bundle.embed_net, crops, backends).items():
             results[f"{index}:{backend}"] = emb
-    np.savez(out_path, alignment_crops=alignment_crops(frames_path), **results)
+    np.savez(out_path, alignment_crops=alignment_crops(frames_path), blazeface_boxes=blazeface_boxes(frames_path),
+             **results)
     return report
 
 
