@@ -59,6 +59,12 @@ def memory_estimate(qnet: qn.QuantizedNet) -> dict:
     return {"weights": weights, "activations_all": inp + sum(sizes), "activations_min": max(pairs)}
 
 
+def runs_per_face(b: fmt.Bundle, role: str) -> int:
+    """How many times the board runs the net of ``role`` for one face: the embedding net twice for a bundle with
+    ``mirror_average`` (the crop and its mirror image), every net else once."""
+    return 2 if role == "embed" and b.mirror_average else 1
+
+
 def board_line(b: fmt.Bundle, path: Path) -> str:
     """One board's line: compatible, trusted key, and the predicted latency of each net (or why none)."""
     rate, why = board_speed_gmac_s(path)
@@ -71,7 +77,7 @@ def board_line(b: fmt.Bundle, path: Path) -> str:
         compat = f"? ({type(exc).__name__})"
     if rate:
         lat = ", ".join(f"{role} {nets.totals(net.spec)[0] / (rate * 1e9) * 1e3:.2f} ms"
-                        + (" x 2 (mirror)" if role == "embed" and b.mirror_average else "")
+                        + (" x 2 (mirror)" if runs_per_face(b, role) == 2 else "")
                         for role, net in b.nets.items())
         speed = f"predicted {lat} at {rate:g} GMAC/s ({why})"
     else:
@@ -114,7 +120,7 @@ def inspect_lines(data: bytes, name: str, boards: list[Path], layers: bool = Fal
     mems = {}
     for role, net in b.nets.items():
         macs, params = nets.totals(net.spec)
-        total_macs += macs * (2 if role == "embed" and b.mirror_average else 1)
+        total_macs += macs * runs_per_face(b, role)
         mem = mems[role] = memory_estimate(net)
         out.append(f"  net {role}: {net.spec.name} {net.spec.input_shape} -> {nets.output_shape(net.spec)}, "
                    f"{macs / 1e6:.2f}M MACs, {params:,} params, weights {mem['weights'] / 1024:.1f} KiB, "

@@ -398,8 +398,10 @@ class Trainer:
             **({"ema": self.ema.state_dict()} if self.ema is not None else {}),
         }
 
-    def _save(self, name: str, weights_only: bool = False) -> None:
-        """Atomic save; ``weights_only``: model, loss, config and counters (no optimizer: a third the size)."""
+    def _save(self, name: str, weights_only: bool = False, average: bool = False) -> None:
+        """Atomic save; ``weights_only``: model, loss, config and counters (no optimizer: a third the size);
+        ``average``: the weights' moving average in the place of the weights (with ``weights_only``: a checkpoint
+        like best.pt, of the average)."""
         if self.rank != 0:
             return
         tmp = self.out / (name + ".tmp")
@@ -407,8 +409,8 @@ class Trainer:
         if weights_only:
             for k in ("optimizer", "scheduler", "torch_rng", "ema"):
                 ckpt.pop(k, None)
-            if name == "ema.pt":  # the average in the place of the weights: a checkpoint like best.pt
-                ckpt["model"], ckpt["ema_decay"] = self.ema.module.state_dict(), self.cfg.ema_decay
+        if average:
+            ckpt["model"], ckpt["ema_decay"] = self.ema.module.state_dict(), self.cfg.ema_decay
         torch.save(ckpt, tmp)
         os.replace(tmp, self.out / name)
 
@@ -545,7 +547,7 @@ class Trainer:
             self.best_dev = score
             self._save("best.pt", weights_only=True)
         if self.ema is not None:
-            self._save("ema.pt", weights_only=True)
+            self._save("ema.pt", weights_only=True, average=True)
         self._save("last.pt")
         with open(self.out / "history.jsonl", "a") as fh:
             fh.write(json.dumps(row) + "\n")
