@@ -27,7 +27,7 @@ from . import events as ev
 from .align import FRAME_SIZE, window_from_params
 from .boot import RECOVERY, RUNNING, Booter, Verifier
 from .camera import open_camera
-from .errors import CameraError, EnrollError, GalleryError, NotRunningError
+from .errors import CameraError, DetectError, EnrollError, GalleryError, NotRunningError
 from .gallery import Gallery, check_name
 from .log import BoardLog
 from .pipeline import Pipeline
@@ -116,6 +116,15 @@ class BoardApp:
             self.set_debug_embeddings(False, reason="boot")
             self.log.info(f"firmware {firmware_version()} starting on board {self.board.name} "
                           f"({self.board.compatible}), flash {self.flash_dir}")
+            try:  # the detector is the firmware's own (package data), not a slot's: it must not fail a slot
+                from .facemodel import make_detector
+
+                detector = make_detector(self.board.detector)
+            except DetectError as exc:
+                self.state, self.model = RECOVERY, None
+                self.log.error(f"the board's face detector could not be loaded: {exc}")
+                self.bus.publish(ev.BOOT_RECOVERY, reason=f"the board's face detector could not be loaded: {exc}")
+                return
             for _ in range(MAX_BOOT_ROUNDS):
                 result = self.booter.boot()
                 self.boot_result = result
@@ -125,7 +134,7 @@ class BoardApp:
                 try:
                     from .facemodel import FaceModel
 
-                    model = FaceModel(self.board, result.bundle)
+                    model = FaceModel(self.board, result.bundle, detector=detector)
                 except Exception as exc:  # noqa: BLE001 - a model that cannot load is the slot's fault
                     self.booter.fail_running("model_load_failed", f"{type(exc).__name__}: {exc}")
                     continue

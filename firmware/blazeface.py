@@ -91,11 +91,13 @@ def anchors(net: BlazeNet) -> np.ndarray:
 def decode(raw_boxes: np.ndarray, raw_scores: np.ndarray, net: BlazeNet, anchor_xy: np.ndarray,
            min_score: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(boxes float32 (K, 4) as x0, y0, x1, y1 in 0..1 of the input, scores float32 (K,)) of the anchors scoring
-    at least ``min_score`` (default the net's), from raw outputs (N, 16) and (N,) or (N, 1); not yet suppressed."""
+    at least ``min_score`` (default the net's), from raw outputs (N, 16) and (N,) or (N, 1); not yet suppressed.
+    Rows with a non-finite score or box are dropped."""
     raw_boxes = np.asarray(raw_boxes, np.float32).reshape(len(anchor_xy), -1)
     logits = np.clip(np.asarray(raw_scores, np.float32).reshape(len(anchor_xy)), -SCORE_CLIP, SCORE_CLIP)
     scores = (1.0 / (1.0 + np.exp(-logits.astype(np.float64)))).astype(np.float32)  # exp(100) overflows float32
     keep = scores >= (net.min_score if min_score is None else min_score)
+    keep &= np.isfinite(raw_boxes[:, :4]).all(axis=1)  # a NaN score is never kept; a box must be finite too
     r, a = raw_boxes[keep, :4] / net.input_px, anchor_xy[keep]
     cx, cy = r[:, 0] + a[:, 0], r[:, 1] + a[:, 1]
     half_w, half_h = r[:, 2] / 2, r[:, 3] / 2

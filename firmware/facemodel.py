@@ -54,9 +54,10 @@ def detector_settings(config, frame_shape) -> DetectorSettings:
 
 
 class FaceModel:
-    """detect / align / embed for one bundle on one board.  ``runtime_backend``: which kernels run."""
+    """detect / align / embed for one bundle on one board.  ``runtime_backend``: which kernels run.  ``detector``:
+    an already loaded ``make_detector(board.detector)`` (the app loads it once at boot, apart from any slot)."""
 
-    def __init__(self, board, bundle):
+    def __init__(self, board, bundle, detector=None):
         from wearface.kernels.runtime import Int8Runtime
 
         self.board = board
@@ -69,7 +70,7 @@ class FaceModel:
         # one cascade for every frame size: the downscale is chosen per frame (``frame_downscale``).  One per
         # size, as before, kept a cascade and its working buffers for each size ever seen: 247 -> 980 MB after
         # 200 enrolment images of 200 sizes (docs/RELIABILITY.md)
-        self.detector = make_detector(board.detector)
+        self.detector = make_detector(board.detector) if detector is None else detector
         # the first run of a runtime allocates and may compile; do it at boot, not in the first frame
         self.align_runtime.run(np.zeros(bundle.align_net.spec.input_shape, np.uint8))
         self.embed_runtime.run(np.zeros(bundle.embed_net.spec.input_shape, np.uint8))

@@ -96,3 +96,29 @@ def test_entry_point_starts_on_a_pty_and_stops_on_sigterm(tmp_path):
         os.close(master)
         os.close(slave)
     assert "boot.recovery" in (tmp_path / "flash" / "firmware.log").read_text()
+
+
+def test_a_broken_detector_file_stops_at_recovery_and_fails_no_slot(tmp_path, monkeypatch):
+    from wearface.firmware import blazeface
+
+    board = make_board(tmp_path)
+    app = BoardApp(board, frames=[])
+    flash_app(app, signed_bundle(1))
+    app.reboot()
+    assert app.info()["state"] == "running"
+    app.booter.confirm(30)
+    (tmp_path / "nets").mkdir()
+    (tmp_path / "nets" / "face_detection_full_range.tflite").write_bytes(b"not a net" * 100)
+    monkeypatch.setattr(blazeface, "DETECTORS_DIR", str(tmp_path / "nets"))  # a damaged firmware install
+    events = []
+    app.subscribe(events.append)
+    app.reboot()
+    info = app.info()
+    assert info["state"] == "recovery"
+    assert info["slots"]["A"]["state"] != "bad"  # the bundle is not to blame: no rollback, nothing marked bad
+    (recovery,) = [e for e in events if e["event"] == "boot.recovery"]
+    assert "face detector could not be loaded" in recovery["reason"] and "face_detection_full_range" in recovery["reason"]
+    monkeypatch.undo()  # the install repaired: the same slot runs again
+    app.reboot()
+    assert (app.info()["state"], app.info()["active_slot"]) == ("running", "A")
+    app.close()

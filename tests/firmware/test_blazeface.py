@@ -162,3 +162,28 @@ def test_the_fallback_net_finds_a_face_that_fills_the_frame():
     calls = []
     both._run = lambda bgr, loaded, run=both._run: calls.append(loaded[0].input_px) or run(bgr, loaded)
     assert len(both.detect(_frame())) == 1 and calls == [192]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.sampled_from([0.0, np.nan, np.inf, -np.inf, 1e30]))
+def test_decoding_any_raw_output_gives_finite_boxes_best_first(seed, odd):
+    net = bf.NETS["short_range"]
+    anchor_xy = bf.anchors(net)
+    rng = np.random.default_rng(seed)
+    raw = rng.normal(0, 60, (len(anchor_xy), 16)).astype(np.float32)
+    logits = rng.normal(0, 4, len(anchor_xy)).astype(np.float32)
+    spots = rng.integers(0, len(anchor_xy), 20)
+    raw[spots[:10], rng.integers(0, 4, 10)] = odd  # broken boxes, some on anchors that score high
+    logits[spots[10:]] = odd
+    boxes, scores = bf.weighted_nms(*bf.decode(raw, logits, net, anchor_xy))
+    assert np.isfinite(boxes).all() and np.isfinite(scores).all()
+    assert ((scores >= net.min_score) & (scores <= 1)).all() and list(scores) == sorted(scores, reverse=True)
+
+
+def test_a_missing_or_broken_net_file_is_named(tmp_path, monkeypatch):
+    monkeypatch.setattr(bf, "DETECTORS_DIR", str(tmp_path))
+    with pytest.raises(DetectError, match="face_detection_full_range.tflite is missing"):
+        bf.BlazeFaceDetector()
+    (tmp_path / "face_detection_full_range.tflite").write_bytes(b"TFL3 not a model" * 10)
+    with pytest.raises(DetectError, match="could not be loaded"):
+        bf.load_net("full_range")
