@@ -13,7 +13,7 @@ are those graphs' options.
 
 Boxes are returned in the Haar cascade's convention (``detect.face_window`` and the tracker expect its size
 and centre for a face): BlazeFace's own box, moved and scaled by ``BLAZE_TO_HAAR_*``, measured on LFW
-(docs/BENCHMARKS.md "A learned detector").  ``FaceBox.score`` is the net's probability (0-1).
+(docs/BENCHMARKS.md "Issue 16, session 7").  ``FaceBox.score`` is the net's probability (0-1).
 """
 from __future__ import annotations
 
@@ -57,10 +57,10 @@ SCORE_CLIP = 100.0
 NMS_IOU = 0.3
 #: the fallback net's boxes are kept only when at least this fraction of the frame's shorter side: it is there for
 #: the faces that fill the frame; its smaller boxes on a frame where the full-range net found nothing were false
-#: tracks on the real clip (2.15 tracks a frame instead of 1.50, docs/BENCHMARKS.md "A learned detector")
+#: tracks on the real clip (2.15 tracks a frame instead of 1.50, docs/BENCHMARKS.md "Issue 16, session 7")
 FALLBACK_MIN_FACE = 0.5
 
-# --- BlazeFace box -> the Haar cascade's box (measured; docs/BENCHMARKS.md "A learned detector") -------------
+# --- BlazeFace box -> the Haar cascade's box (measured; docs/BENCHMARKS.md "Issue 16, session 7") -------------
 #: Haar box centre minus BlazeFace box centre, in BlazeFace box widths (x, y), and the Haar box's width in
 #: BlazeFace box widths.  Medians over 257 LFW faces of 32-400 px placed into 640x480 frames, found by the
 #: full-range net (IQR 0.028, 0.039, 0.079; its boxes are square).  Measured with
@@ -166,7 +166,7 @@ def to_bgr(frame) -> np.ndarray:
 
 
 def load_net(name: str):
-    """(BlazeNet, cv2.dnn.Net, anchors) for a ``NETS`` name; DetectError naming what is wrong."""
+    """(BlazeNet, cv2.dnn.Net, anchors, output names) for a ``NETS`` name; DetectError naming what is wrong."""
     if name not in NETS:
         raise DetectError(f"unknown BlazeFace net {name!r}; expected one of {sorted(NETS)}")
     net = NETS[name]
@@ -179,7 +179,7 @@ def load_net(name: str):
         raise DetectError(f"BlazeFace net {path} could not be loaded: {str(exc).strip().splitlines()[-1]}") from None
     dnn.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
     dnn.setPreferableTarget(cv2.dnn.DNN_TARGET_CPU)
-    return net, dnn, anchors(net)
+    return net, dnn, anchors(net), dnn.getUnconnectedOutLayersNames()
 
 
 class BlazeFaceDetector:
@@ -229,13 +229,19 @@ class BlazeFaceDetector:
             out.append(box)
         return out[: self.max_faces]
 
+    def detect_region(self, crop, downscale: float, min_size_px: float | None, max_size_px: float | None,
+                      at_edge: bool) -> list[FaceBox]:
+        """``detect`` on a region of a frame (``FaceModel.detect_region``): around a known face (sizes given) the
+        face fills much of the crop, so the region net runs; a region with no sizes (where the picture changed)
+        is searched like a frame.  ``downscale`` and ``at_edge`` are the cascade's."""
+        return self.detect(crop, min_size_px=min_size_px, max_size_px=max_size_px, region=min_size_px is not None)
 
     def _run(self, bgr: np.ndarray, loaded) -> tuple[np.ndarray, np.ndarray]:
         """One net on the whole of ``bgr``: (boxes (K, 4) x0, y0, x1, y1 in frame px, scores (K,)), suppressed."""
-        net, dnn, anchor_xy = loaded
+        net, dnn, anchor_xy, names = loaded
         blob, scale, px, py = letterbox(bgr, net.input_px)
         dnn.setInput(blob)
-        raw_scores, raw_boxes = _outputs(dnn)
+        raw_scores, raw_boxes = _outputs(dnn.forward(names))
         boxes, scores = weighted_nms(*decode(raw_boxes, raw_scores, net, anchor_xy, self.min_score))
         return (boxes * net.input_px - [px, py, px, py]) / scale, scores  # input 0..1 -> frame px
 
@@ -247,9 +253,8 @@ def haar_box(x: float, y: float, w: float, h: float, score: float) -> FaceBox:
     return FaceBox(float(cx - side / 2), float(cy - side / 2), float(side), float(side), score)
 
 
-def _outputs(dnn) -> tuple[np.ndarray, np.ndarray]:
+def _outputs(outs) -> tuple[np.ndarray, np.ndarray]:
     """(raw scores (N,), raw boxes (N, 16)) from the net's two outputs, told apart by their last dimension."""
-    outs = dnn.forward(dnn.getUnconnectedOutLayersNames())
     first, second = (np.asarray(o, np.float32) for o in outs)
     if first.shape[-1] == 1:
         return first.reshape(-1), second.reshape(first.size, -1)

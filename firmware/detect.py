@@ -253,6 +253,12 @@ class FaceDetector:
         boxes.sort(key=lambda b: (-b.score, -b.w))
         return boxes
 
+    def detect_region(self, crop, downscale: float, min_size_px: float | None, max_size_px: float | None,
+                      at_edge: bool) -> list[FaceBox]:
+        """``detect`` on a region of a frame (``FaceModel.detect_region``), at the whole frame's ``downscale``; the
+        padded search runs only where the region reaches the frame's edge (``at_edge``)."""
+        return self.detect(crop, downscale, min_size_px, max_size_px, pad=at_edge)
+
     def _search(self, grey, s, min_side: int, max_side: int, offset: int, fx: float, fy: float) -> list[FaceBox]:
         """One cascade search of a grey image for boxes of ``min_side``..``max_side`` (0 = no limit) image px;
         boxes shifted by ``-offset`` image px (padding) and scaled by (fx, fy) to frame px."""

@@ -34,9 +34,9 @@ def frame_downscale(config, frame_shape) -> float:
 
 def make_detector(config):
     """The board's ``[detector]`` as a loaded detector: ``FaceDetector`` (Haar) or ``BlazeFaceDetector``; both
-    answer ``detect(frame, downscale, min_size_px, max_size_px, pad)`` with ``FaceBox``es in the cascade's box
-    convention."""
-    if getattr(config, "kind", "haar") == "blazeface":
+    answer ``detect(frame, downscale, ...)`` and ``detect_region(crop, downscale, min_size_px, max_size_px, at_edge)``
+    with ``FaceBox``es in the cascade's box convention."""
+    if config.kind == "blazeface":
         from .blazeface import BlazeFaceDetector
 
         return BlazeFaceDetector(config.net, config.region_net, config.min_score or None,
@@ -89,13 +89,7 @@ class FaceModel:
         h, w = np.shape(frame_bgr)[:2]
         downscale = frame_downscale(self.board.detector, np.shape(frame_bgr))
         at_edge = x0 <= 0 or y0 <= 0 or x1 >= w or y1 >= h
-        crop = frame_bgr[y0:y1, x0:x1]
-        if self.board.detector.kind == "blazeface":
-            # around a known face (a track's region: sizes given) the face fills much of the crop: the region net
-            boxes = self.detector.detect(crop, min_size_px=min_size_px, max_size_px=max_size_px,
-                                         region=min_size_px is not None)
-        else:
-            boxes = self.detector.detect(crop, downscale, min_size_px, max_size_px, pad=at_edge)
+        boxes = self.detector.detect_region(frame_bgr[y0:y1, x0:x1], downscale, min_size_px, max_size_px, at_edge)
         return [FaceBox(b.x + x0, b.y + y0, b.w, b.h, b.score) for b in boxes][: self.board.detector.max_faces]
 
     def correct(self, frame_bgr: np.ndarray, window0: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
