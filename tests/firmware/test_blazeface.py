@@ -2,7 +2,6 @@
 them, weighted suppression, boxes in the cascade's convention on a real face, clear errors.  Behaviour only."""
 from __future__ import annotations
 
-import dataclasses
 import re
 
 import cv2
@@ -68,7 +67,7 @@ def test_weighted_nms_merges_overlaps_into_their_weighted_mean():
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.tuples(st.floats(0, 0.9), st.floats(0, 0.9), st.floats(0.01, 0.5), st.floats(0.01, 1.0)),
                 max_size=12))
-def test_weighted_nms_keeps_no_two_boxes_that_overlap(rows):
+def test_weighted_nms_keeps_each_groups_best_score_in_order_and_adds_no_box(rows):
     boxes = np.array([[x, y, x + w, y + w] for x, y, w, _ in rows], np.float32).reshape(-1, 4)
     scores = np.array([s for *_, s in rows], np.float32)
     out, s = bf.weighted_nms(boxes, scores)
@@ -147,7 +146,6 @@ def test_the_board_file_chooses_the_detector(tmp_path):
         bad = text.replace("[detector]\n", f"[detector]\n{line}\n")
         with pytest.raises(BoardFileError, match=field.replace(".", r"\.")):
             parse_board(bad, tmp_path / "bad.toml")
-    assert dataclasses.replace(board.detector, kind="haar").kind == "haar"
 
 
 def test_the_fallback_net_finds_a_face_that_fills_the_frame():
