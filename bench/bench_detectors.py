@@ -236,6 +236,8 @@ def candidates(board_dir: Path) -> list:
         Candidate("blazeface both 0.5", r(v, kind="blazeface", net="full_range+short_range", min_score=0.5,
                                            pad_fraction=0.0)),
         Candidate("blazeface both", r(v, kind="blazeface", net="full_range+short_range", pad_fraction=0.0)),
+        Candidate("blazeface 2 tiles then short", r(v, kind="blazeface", fallback_net="short_range", tiles=2,
+                                                    pad_fraction=0.0)),
     ]
     return out
 

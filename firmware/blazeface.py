@@ -55,6 +55,10 @@ NUM_KEYPOINTS = 6
 SCORE_CLIP = 100.0
 #: boxes overlapping the best remaining box by more than this IoU are merged into it (weighted NMS)
 NMS_IOU = 0.3
+#: at most this many tiles per frame (``BlazeFaceDetector``'s ``tiles``)
+MAX_TILES = 4
+#: a tile's box this close (in box widths) to one of the tile's edges inside the frame may be a cut face
+TILE_EDGE_MARGIN = 0.1
 #: the fallback net's boxes are kept only when at least this fraction of the frame's shorter side: it is there for
 #: the faces that fill the frame; its smaller boxes on a frame where the full-range net found nothing were false
 #: tracks on the real clip (2.15 tracks a frame instead of 1.50, docs/BENCHMARKS.md "Issue 16, session 7")
@@ -188,10 +192,13 @@ class BlazeFaceDetector:
     "full_range+short_range" finds small faces and faces that fill the frame); ``region_net``: the net for regions
     (a search around a known face; "" = the first frame net); ``fallback_net``: run on the whole frame when the
     frame nets find nothing (the short-range net finds the faces that fill the frame, which the full-range net
-    misses; "" = none).  Not thread-safe (an OpenCV Net is not); make one per thread."""
+    misses; "" = none).  ``tiles``: the frame nets see a wide (or tall) frame as this many overlapping squares
+    along its longer side (``tile_boxes``) instead of one letterboxed picture, so its faces reach the net larger
+    (a 16:9 frame in two squares: 1.8x) at that many times the cost.  Not thread-safe (an OpenCV Net is not); make
+    one per thread."""
 
     def __init__(self, net: str = "full_range", region_net: str = "short_range", min_score: float | None = None,
-                 min_size_px: float = 0.0, max_faces: int = 8, fallback_net: str = ""):
+                 min_size_px: float = 0.0, max_faces: int = 8, fallback_net: str = "", tiles: int = 1):
         names = str(net).split("+")
         extra = [n for n in (region_net, fallback_net) if n]
         loaded = {name: load_net(name) for name in dict.fromkeys(names + extra)}
@@ -201,6 +208,9 @@ class BlazeFaceDetector:
         if min_score is not None and not (0.0 < min_score < 1.0):
             raise DetectError(f"min_score must be in (0, 1), got {min_score!r}")
         self.min_score, self.min_size_px, self.max_faces = min_score, float(min_size_px), int(max_faces)
+        if not (isinstance(tiles, int) and 1 <= tiles <= MAX_TILES):
+            raise DetectError(f"tiles must be an integer in 1..{MAX_TILES}, got {tiles!r}")
+        self.tiles = tiles
 
     def detect(self, frame, downscale: float | None = None, min_size_px: float | None = None,
                max_size_px: float | None = None, pad: bool | None = None, region: bool = False) -> list[FaceBox]:
@@ -209,13 +219,16 @@ class BlazeFaceDetector:
         ``max_size_px`` keep boxes of those widths only; ``downscale`` and ``pad`` are the cascade's and are
         accepted for the same call (the net's input is a fixed size; faces past the edges are found as they are)."""
         bgr = to_bgr(frame)
-        found = [self._run(bgr, net) for net in ([self.region_net] if region else self.frame_nets)]
+        if region:
+            found = [self._run(bgr, self.region_net)]
+        else:
+            found = [self._run_tiled(bgr, net) for net in self.frame_nets]
         if not region and self.fallback_net is not None and not any(len(s) for _, s in found):
             boxes, scores = self._run(bgr, self.fallback_net)  # nothing found: maybe one face that fills the frame
             large = (boxes[:, 2] - boxes[:, 0]) >= FALLBACK_MIN_FACE * min(bgr.shape[:2])
             found.append((boxes[large], scores[large]))
         boxes, scores = np.concatenate([b for b, _ in found]), np.concatenate([s for _, s in found])
-        if len(found) > 1:  # two nets' boxes for one face become one
+        if len(found) > 1 or (self.tiles > 1 and not region):  # two nets' (tiles') boxes for one face become one
             boxes, scores = weighted_nms(boxes.astype(np.float32), scores)
         out = []
         low = max(self.min_size_px, float(min_size_px or 0.0))
@@ -236,6 +249,31 @@ class BlazeFaceDetector:
         is searched like a frame.  ``downscale`` and ``at_edge`` are the cascade's."""
         return self.detect(crop, min_size_px=min_size_px, max_size_px=max_size_px, region=min_size_px is not None)
 
+    def _run_tiled(self, bgr: np.ndarray, loaded) -> tuple[np.ndarray, np.ndarray]:
+        """``_run`` on each of the frame's ``tiles`` (``tile_boxes``): the boxes in frame px, concatenated.  A box at
+        a tile's inner edge (within ``TILE_EDGE_MARGIN`` of its width) may be a face the edge cuts: it is dropped
+        where another tile sees that face whole (more than half the smaller box shared), since merging the two would
+        shift the face's box off it."""
+        if self.tiles == 1:
+            return self._run(bgr, loaded)
+        height, width = bgr.shape[:2]
+        all_b, all_s, all_cut = [], [], []
+        for x0, y0, x1, y1 in tile_boxes(width, height, self.tiles):
+            boxes, scores = self._run(bgr[y0:y1, x0:x1], loaded)
+            boxes = boxes + np.array([x0, y0, x0, y0], np.float32)
+            m = TILE_EDGE_MARGIN * (boxes[:, 2] - boxes[:, 0])
+            cut = ((x0 > 0) & (boxes[:, 0] < x0 + m)) | ((x1 < width) & (boxes[:, 2] > x1 - m)) | \
+                ((y0 > 0) & (boxes[:, 1] < y0 + m)) | ((y1 < height) & (boxes[:, 3] > y1 - m))
+            all_b.append(boxes)
+            all_s.append(scores)
+            all_cut.append(cut)
+        boxes, scores, cut = np.concatenate(all_b), np.concatenate(all_s), np.concatenate(all_cut)
+        whole = boxes[~cut]
+        keep = ~cut
+        for i in np.nonzero(cut)[0]:
+            keep[i] = not (len(whole) and (_shared_of_smaller(boxes[i], whole) > 0.5).any())
+        return boxes[keep], scores[keep]
+
     def _run(self, bgr: np.ndarray, loaded) -> tuple[np.ndarray, np.ndarray]:
         """One net on the whole of ``bgr``: (boxes (K, 4) x0, y0, x1, y1 in frame px, scores (K,)), suppressed."""
         net, dnn, anchor_xy, names = loaded
@@ -244,6 +282,29 @@ class BlazeFaceDetector:
         raw_scores, raw_boxes = _outputs(dnn.forward(names))
         boxes, scores = weighted_nms(*decode(raw_boxes, raw_scores, net, anchor_xy, self.min_score))
         return (boxes * net.input_px - [px, py, px, py]) / scale, scores  # input 0..1 -> frame px
+
+
+def tile_boxes(width: int, height: int, tiles: int) -> list[tuple[int, int, int, int]]:
+    """``tiles`` windows (x0, y0, x1, y1) frame px covering a ``width`` x ``height`` frame, spread evenly along its
+    longer side from one end to the other: squares of the shorter side, overlapping where the frame is less than
+    ``tiles`` squares long (longer than that: each ``ceil(longer / tiles)`` long).  One tile, or a square frame:
+    the whole frame."""
+    short, long_ = min(width, height), max(width, height)
+    if tiles == 1 or long_ == short:
+        return [(0, 0, width, height)]
+    side = max(short, -(-long_ // tiles))
+    starts = [round(i * (long_ - side) / (tiles - 1)) for i in range(tiles)]
+    if width >= height:
+        return [(s, 0, s + side, height) for s in starts]
+    return [(0, s, width, s + side) for s in starts]
+
+
+def _shared_of_smaller(box: np.ndarray, others: np.ndarray) -> np.ndarray:
+    """The area ``box`` (x0, y0, x1, y1) shares with each of ``others`` (K, 4), over the smaller of the two."""
+    iw = np.maximum(np.minimum(box[2], others[:, 2]) - np.maximum(box[0], others[:, 0]), 0)
+    ih = np.maximum(np.minimum(box[3], others[:, 3]) - np.maximum(box[1], others[:, 1]), 0)
+    area = lambda b: np.maximum(b[..., 2] - b[..., 0], 0) * np.maximum(b[..., 3] - b[..., 1], 0)  # noqa: E731
+    return iw * ih / np.maximum(np.minimum(area(box), area(others)), 1e-12)
 
 
 def haar_box(x: float, y: float, w: float, h: float, score: float) -> FaceBox:

@@ -105,6 +105,9 @@ class DetectorConfig:
     #: blazeface only: the net run on the whole frame when the frame net finds nothing ("" = none): the short-range
     #: net finds faces that fill the frame (close-ups, tight photos), which the full-range net misses
     fallback_net: str = ""
+    #: blazeface only: the whole frame is searched as this many overlapping squares along its longer side (1-4;
+    #: ``blazeface.tile_boxes``): a wide frame's faces reach the net larger, at that many times the cost
+    tiles: int = 1
     min_score: float = 0.0
     cascade: str = "haarcascade_frontalface_default.xml"
     scale_factor: float = 1.1
@@ -126,6 +129,10 @@ class DetectorConfig:
     #: a changed region larger than this fraction of the frame (a camera pan, the light) waits for the next
     #: full search instead of being searched at once
     change_max_fraction: float = 0.35
+    #: a frame where more than this fraction of the thumbnail's cells changed (by ``change_grey_levels``) since the
+    #: previous frame is a cut (a new shot, or the wearer turned away): every track ends, since whoever is now where
+    #: a track was is not its person, and the whole frame is searched.  0 = off
+    cut_fraction: float = 0.0
     #: 0 = off; else a frame whose thumbnail (mean grey per 8x8 cell) differs from the last frame the loop worked
     #: on by at most this many grey levels (0-255) in every cell is "still": nothing is searched, followed or
     #: embedded in it, and the tracks keep their boxes and names.  Video converted from 24 to 30 fps repeats every
@@ -402,6 +409,8 @@ def _validate(board: Board) -> None:
     if board.detector.fallback_net not in blaze_nets + ("",):
         raise BoardFileError(path, "detector.fallback_net",
                              f"expected one of {blaze_nets} or \"\", found {board.detector.fallback_net!r}")
+    if not 1 <= board.detector.tiles <= 4:  # blazeface.MAX_TILES
+        raise BoardFileError(path, "detector.tiles", f"expected an integer in 1..4, found {board.detector.tiles}")
     if not 0.0 <= board.detector.min_score < 1.0:
         raise BoardFileError(path, "detector.min_score", f"expected a number in [0, 1), found {board.detector.min_score}")
     if board.detector.scale_factor <= 1.0:
@@ -415,6 +424,9 @@ def _validate(board: Board) -> None:
     if not 0.0 <= board.detector.still_grey_levels < 255.0:
         raise BoardFileError(path, "detector.still_grey_levels",
                              f"expected a number in [0, 255) (0: off), found {board.detector.still_grey_levels}")
+    if not 0.0 <= board.detector.cut_fraction < 1.0:
+        raise BoardFileError(path, "detector.cut_fraction",
+                             f"expected a number in [0, 1) (0: off), found {board.detector.cut_fraction}")
     if not 0.0 < board.detector.change_max_fraction <= 1.0:
         raise BoardFileError(path, "detector.change_max_fraction",
                              f"expected a number in (0, 1], found {board.detector.change_max_fraction}")

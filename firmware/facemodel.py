@@ -41,7 +41,7 @@ def make_detector(config):
 
         return BlazeFaceDetector(config.net, config.region_net, config.min_score or None,
                                  min_size_px=config.min_size_px, max_faces=config.max_faces,
-                                 fallback_net=config.fallback_net)
+                                 fallback_net=config.fallback_net, tiles=config.tiles)
     return FaceDetector(detector_settings(config, (1, 1)))
 
 

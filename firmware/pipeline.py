@@ -102,7 +102,8 @@ class Pipeline:
         #: track-frames whose box came from the detector / the follower; follower doubts; searches by kind;
         #: frames from a track's first detection to its person.appeared (summed over appeared tracks)
         self.counts = {"tracks_detected": 0, "tracks_followed": 0, "follow_doubts": 0, "searches_full": 0,
-                       "searches_region": 0, "appeared": 0, "appear_latency_frames": 0, "still_frames": 0}
+                       "searches_region": 0, "appeared": 0, "appear_latency_frames": 0, "still_frames": 0,
+                       "cuts": 0}
         self.times = StageTimes()
         self.debug_embeddings = False
         self.debug_explain = False  # explain records (``debug.explain``): crops, views, distances; same session rules
@@ -143,7 +144,10 @@ class Pipeline:
                 self._last_worked = index
                 plan = self.planner.plan(frame, index, list(self.tracker.tracks.values()), thumb)
                 boxes = self._search(frame, plan)
+                ended = self.tracker.drain() if plan.cut else []  # no name carries over a cut to someone else
+                self.counts["cuts"] += plan.cut
                 update = self.tracker.update(boxes, index, now, None if plan.full else plan.covers)
+                update.lost[:0] = ended
                 self.counts["tracks_detected"] += len(update.seen)
                 if self.following:
                     self._follow_tracks(frame, update, index, now)
@@ -346,7 +350,7 @@ class Pipeline:
             "tracks_detected": c["tracks_detected"], "tracks_followed": c["tracks_followed"],
             "follow_doubts": c["follow_doubts"], "searches_full": c["searches_full"],
             "searches_region": c["searches_region"], "detect_every_frames": self.board.detector.every_frames,
-            "still_frames": c["still_frames"],
+            "still_frames": c["still_frames"], "cuts": c["cuts"],
             "appear_latency_frames": round(c["appear_latency_frames"] / c["appeared"], 2) if c["appeared"] else None,
         }
 

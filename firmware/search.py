@@ -64,10 +64,13 @@ class Region:
 
 @dataclass
 class SearchPlan:
-    """``full``: search the whole frame; else ``regions`` (maybe none: no search this frame)."""
+    """``full``: search the whole frame; else ``regions`` (maybe none: no search this frame).  ``cut``: the picture
+    changed as a whole since the previous frame (``detector.cut_fraction``): a new shot, or the wearer turned; the
+    faces now in view are not the tracks' (``full`` is then True)."""
 
     full: bool
     regions: list
+    cut: bool = False
 
     @property
     def searches(self) -> bool:
@@ -102,7 +105,7 @@ class SearchPlanner:
         (still frames, or region searches on change between full searches), else None.  The loop computes it
         once a frame and hands it to ``still`` and ``plan``."""
         cfg = self.config
-        if (cfg.roi_on_change and cfg.every_frames > 1) or cfg.still_grey_levels:
+        if (cfg.roi_on_change and cfg.every_frames > 1) or cfg.still_grey_levels or cfg.cut_fraction:
             return self._thumbnail(frame_bgr)
         return None
 
@@ -126,12 +129,16 @@ class SearchPlanner:
         height, width = frame_bgr.shape[:2]
         thumb = self.thumbnail(frame_bgr) if thumb is None else thumb
         previous, self._thumb = self._thumb, thumb
+        comparable = thumb is not None and previous is not None and previous.shape == thumb.shape
+        if cfg.cut_fraction and comparable and \
+                float((np.abs(thumb - previous) > cfg.change_grey_levels).mean()) > cfg.cut_fraction:
+            return SearchPlan(True, [], cut=True)  # off the schedule: the schedule's own slots stay where they were
         if self.last_full is None or index - self.last_full >= cfg.every_frames:
             # on the schedule's own slot: a full search put off by a still frame does not shift the ones after it
             self.last_full = index if self.last_full is None else index - (index - self.last_full) % cfg.every_frames
             return SearchPlan(True, [])
         regions = [track_region(tr.box, width, height) for tr in tracks if tr.needs_search]
-        if cfg.roi_on_change and thumb is not None and previous is not None and previous.shape == thumb.shape:
+        if cfg.roi_on_change and comparable:
             changed = self._changed_region(thumb, previous, tracks, width, height)
             if changed is not None:
                 regions.append(changed)

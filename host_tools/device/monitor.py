@@ -82,6 +82,7 @@ class EventFormatter:
                       f"(full search every {ev.get('detect_every_frames')} frames, appear latency "
                       f"{ev.get('appear_latency_frames')})") if "tracks_followed" in ev else ""
             follow += f"  still {ev['still_frames']}" if ev.get("still_frames") else ""
+            follow += f"  cuts {ev['cuts']}" if ev.get("cuts") else ""
             return (f"fps {fps if fps is not None else '-'}  ms: {stages}  tracks {ev.get('tracks', '-')}  "
                     f"frames {ev.get('frames', '-')} dropped {ev.get('dropped_frames', 0)}{follow}")
         if name == "person.recognised":

@@ -139,10 +139,11 @@ def test_the_board_file_chooses_the_detector(tmp_path):
     board = make_board(tmp_path, detector={"kind": "blazeface"})
     assert isinstance(make_detector(board.detector), bf.BlazeFaceDetector)
     assert isinstance(make_detector(make_board(tmp_path, detector={"kind": "haar"}).detector), FaceDetector)
-    text = re.sub(r"(?m)^(kind|net|region_net|fallback_net|min_score) = .*\n", "", (tmp_path / "virtual.toml").read_text())
+    text = re.sub(r"(?m)^(kind|net|region_net|fallback_net|min_score|tiles) = .*\n", "", (tmp_path / "virtual.toml").read_text())
     for line, field in [('kind = "hog"', "detector.kind"), ('net = "tiny"', "detector.net"),
                         ('region_net = "tiny"', "detector.region_net"), ('fallback_net = "x"', "detector.fallback_net"),
-                        ('net = "full_range+"', "detector.net"), ("min_score = 1.0", "detector.min_score")]:
+                        ('net = "full_range+"', "detector.net"), ("min_score = 1.0", "detector.min_score"),
+                        ("tiles = 5", "detector.tiles"), ("tiles = 0", "detector.tiles")]:
         bad = text.replace("[detector]\n", f"[detector]\n{line}\n")
         with pytest.raises(BoardFileError, match=field.replace(".", r"\.")):
             parse_board(bad, tmp_path / "bad.toml")
@@ -160,6 +161,40 @@ def test_the_fallback_net_finds_a_face_that_fills_the_frame():
     calls = []
     both._run = lambda bgr, loaded, run=both._run: calls.append(loaded[0].input_px) or run(bgr, loaded)
     assert len(both.detect(_frame())) == 1 and calls == [192]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 5000), st.integers(1, 5000), st.integers(1, bf.MAX_TILES))
+def test_tiles_are_squares_or_strips_that_cover_the_frame_end_to_end(width, height, tiles):
+    boxes = bf.tile_boxes(width, height, tiles)
+    assert len(boxes) in (1, tiles)
+    covered = np.zeros(max(width, height), bool)
+    for x0, y0, x1, y1 in boxes:
+        assert 0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height
+        along, across = (x1 - x0, y1 - y0) if width >= height else (y1 - y0, x1 - x0)
+        assert len(boxes) == 1 or (across == min(width, height) and along == max(across, -(-max(width, height) // tiles)))
+        covered[(x0 if width >= height else y0):(x1 if width >= height else y1)] = True
+    assert covered.all()
+
+
+def test_tiles_find_a_small_face_in_a_wide_frame_where_they_overlap_and_merge_it(detector):
+    """A 16:9 frame's two squares each show the face 1.8x larger than the letterboxed frame; a face in the overlap
+    is found by both and reported once."""
+    face = scene.grace_hopper_face()
+    for at in ((150, 180), (320, 180)):  # inside the first tile only; in both tiles' overlap
+        actors = [scene.Actor(face, start=0, stop=None, from_xy=(at[0] / 640, at[1] / 360), to_xy=(at[0] / 640, at[1] / 360),
+                              size_px=(60, 60))]
+        frame = scene.render(actors, 0, 1, width=640, height=360)[0]
+        tiled = bf.BlazeFaceDetector("full_range", "short_range", tiles=2)
+        calls = []
+        tiled._run = lambda bgr, loaded, run=tiled._run: calls.append(bgr.shape[:2]) or run(bgr, loaded)
+        boxes = tiled.detect(frame)
+        assert detector.detect(frame) == []  # the letterboxed frame shows this face too small
+        assert calls == [(360, 360), (360, 360)]
+        assert len(boxes) == 1, boxes
+        assert abs(boxes[0].x + boxes[0].w / 2 - at[0]) < 0.25 * boxes[0].w
+    with pytest.raises(DetectError, match="tiles"):
+        bf.BlazeFaceDetector(tiles=0)
 
 
 @settings(max_examples=60, deadline=None)
