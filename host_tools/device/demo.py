@@ -152,7 +152,8 @@ def summary_lines(tl: Timeline, info: dict, board_stats: dict, link_stats, monit
                  f"{board_stats.get('tracks_followed')} vs detected {board_stats.get('tracks_detected')}, full search "
                  f"every {board_stats.get('detect_every_frames')} frames, appear latency "
                  f"{board_stats.get('appear_latency_frames')} frames"
-                 + (f", still frames skipped {board_stats['still_frames']}" if board_stats.get("still_frames") else ""))
+                 + (f", still frames skipped {board_stats['still_frames']}" if board_stats.get("still_frames") else "")
+                 + (f", cuts (every track ended) {board_stats['cuts']}" if board_stats.get("cuts") else ""))
     lines.append("latency per stage, ms (mean / p95 over the board's last stats window): " + ", ".join(
         f"{s} {lat[s]:.1f}/{p95.get(s, float('nan')):.1f}" for s in STAGES if isinstance(lat.get(s), (int, float))))
     lines.append(f"slots: active {info.get('active_slot')}, confirmed {info.get('confirmed_slot')}, pending "
