@@ -34,6 +34,20 @@ def make_board(tmp_path, **sections):
     return dataclasses.replace(board, **changes)
 
 
+#: the bundle the project ships (model A with its trained alignment net)
+SHIPPED_BUNDLE = Path(__file__).resolve().parents[2] / "models" / "default.wfb"
+
+
+@pytest.fixture(scope="module")
+def shipped_bundle(tmp_path_factory):
+    """``models/default.wfb`` verified for the virtual board: its trained alignment net and embedding (a random
+    one says nothing about where a face went or whom it shows)."""
+    from wearface.firmware.bundle import verify_bundle
+
+    board = make_board(tmp_path_factory.mktemp("board"))
+    return verify_bundle(SHIPPED_BUNDLE.read_bytes(), list(board.public_keys), board.compatible, 0)
+
+
 @functools.lru_cache(maxsize=None)
 def signed_bundle(seed: int = 0, rollback_counter: int = 0, model_version: str | None = None, **kw) -> bytes:
     """A signed bundle of random nets (cached per arguments; building one takes ~0.3 s)."""

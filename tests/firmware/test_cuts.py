@@ -3,7 +3,6 @@ track ends, so that no name carries over to whoever now stands where a track was
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +10,6 @@ import pytest
 from wearface.firmware import events as ev
 from wearface.firmware import scene
 from wearface.firmware.board import parse_board
-from wearface.firmware.bundle import verify_bundle
 from wearface.firmware.camera import IterableSource
 from wearface.firmware.errors import BoardFileError
 from wearface.firmware.facemodel import FaceModel
@@ -21,14 +19,7 @@ from wearface.firmware.search import SearchPlanner
 
 from .conftest import make_board
 
-SHIPPED_BUNDLE = Path(__file__).resolve().parents[2] / "models" / "default.wfb"
 CUT_AT = 10
-
-
-@pytest.fixture(scope="module")
-def bundle(tmp_path_factory):
-    board = make_board(tmp_path_factory.mktemp("board"))
-    return verify_bundle(SHIPPED_BUNDLE.read_bytes(), list(board.public_keys), board.compatible, 0)
 
 
 def _two_shots(n=20):
@@ -45,14 +36,14 @@ def _two_shots(n=20):
     return frames
 
 
-def _run(tmp_path, bundle, cut_fraction):
+def _run(tmp_path, shipped_bundle, cut_fraction):
     board = make_board(tmp_path, detector={"every_frames": 4, "cut_fraction": cut_fraction})
-    gallery = Gallery(tmp_path / "g.sqlite", str(bundle.embedding_space), float(bundle.threshold))
+    gallery = Gallery(tmp_path / "g.sqlite", str(shipped_bundle.embedding_space), float(shipped_bundle.threshold))
     events = []
     bus = ev.EventBus()
     bus.subscribe(events.append)
     frames = _two_shots()
-    pipeline = Pipeline(board, FaceModel(board, bundle), gallery, bus, IterableSource(frames))
+    pipeline = Pipeline(board, FaceModel(board, shipped_bundle), gallery, bus, IterableSource(frames))
     ids = []
     for frame in frames:
         pipeline.step(frame)
@@ -61,8 +52,8 @@ def _run(tmp_path, bundle, cut_fraction):
     return pipeline, ids, events
 
 
-def test_a_cut_ends_every_track_and_the_face_after_it_is_a_new_track(tmp_path, bundle):
-    pipeline, ids, events = _run(tmp_path, bundle, 0.3)
+def test_a_cut_ends_every_track_and_the_face_after_it_is_a_new_track(tmp_path, shipped_bundle):
+    pipeline, ids, events = _run(tmp_path, shipped_bundle, 0.3)
     before, after = ids[CUT_AT - 1], ids[CUT_AT]
     assert len(before) == 1 and len(after) == 1 and before != after, ids
     left = [e for e in events if e["event"] == ev.PERSON_LEFT]
@@ -71,9 +62,9 @@ def test_a_cut_ends_every_track_and_the_face_after_it_is_a_new_track(tmp_path, b
     assert all(i == after for i in ids[CUT_AT:])  # one cut, not one per frame
 
 
-def test_without_cuts_the_track_runs_on_into_the_next_shot(tmp_path, bundle):
+def test_without_cuts_the_track_runs_on_into_the_next_shot(tmp_path, shipped_bundle):
     """The behaviour the setting changes: the box at nearly the same place continues the first shot's track."""
-    pipeline, ids, _ = _run(tmp_path, bundle, 0.0)
+    pipeline, ids, _ = _run(tmp_path, shipped_bundle, 0.0)
     assert ids[CUT_AT - 1] == ids[CUT_AT] == ids[-1], ids
     assert pipeline.stats()["cuts"] == 0
 

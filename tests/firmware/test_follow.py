@@ -11,7 +11,6 @@ from wearface.firmware import events as ev
 from wearface.firmware import follow as fol
 from wearface.firmware import scene
 from wearface.firmware.board import parse_board
-from wearface.firmware.bundle import verify_bundle
 from wearface.firmware.camera import IterableSource
 from wearface.firmware.errors import BoardFileError
 from wearface.firmware.facemodel import FaceModel
@@ -21,29 +20,21 @@ from wearface.firmware.tracker import iou
 
 from .conftest import make_board
 
-SHIPPED_BUNDLE = Path(__file__).resolve().parents[2] / "models" / "default.wfb"
 #: no full search after frame 0 within these tests' videos: everything after it is following
 NEVER = 10_000
 
 
-@pytest.fixture(scope="module")
-def bundle(tmp_path_factory):
-    # the shipped bundle's trained alignment net: a random one says nothing about where a face went
-    board = make_board(tmp_path_factory.mktemp("board"))
-    return verify_bundle(SHIPPED_BUNDLE.read_bytes(), list(board.public_keys), board.compatible, 0)
-
-
-def _run(tmp_path, bundle, actors, n_frames, every_frames=NEVER, roi_on_change=False, kind="haar"):
+def _run(tmp_path, shipped_bundle, actors, n_frames, every_frames=NEVER, roi_on_change=False, kind="haar"):
     """Run the loop over a scene; ([(frame, {track id: box})], events, pipeline, [placed boxes per frame]).
     ``kind``: the board's detector ("haar" or "blazeface")."""
     board = make_board(tmp_path, detector={"every_frames": every_frames, "roi_on_change": roi_on_change, "kind": kind},
                        tracker={"max_embeds_per_frame": 1})
     renders = [scene.render(actors, k, n_frames) for k in range(n_frames)]
-    gallery = Gallery(tmp_path / "g.sqlite", str(bundle.embedding_space), float(bundle.threshold))
+    gallery = Gallery(tmp_path / "g.sqlite", str(shipped_bundle.embedding_space), float(shipped_bundle.threshold))
     bus = ev.EventBus()
     events = []
     bus.subscribe(events.append)
-    pipeline = Pipeline(board, FaceModel(board, bundle), gallery, bus, IterableSource([f for f, _ in renders]))
+    pipeline = Pipeline(board, FaceModel(board, shipped_bundle), gallery, bus, IterableSource([f for f, _ in renders]))
     tracks = []
     for k, (frame, _) in enumerate(renders):
         pipeline.step(frame)
@@ -53,12 +44,12 @@ def _run(tmp_path, bundle, actors, n_frames, every_frames=NEVER, roi_on_change=F
 
 
 @pytest.mark.parametrize("kind", ["haar", "blazeface"])
-def test_a_moving_turning_face_keeps_one_track_without_a_full_search(tmp_path, bundle, kind):
+def test_a_moving_turning_face_keeps_one_track_without_a_full_search(tmp_path, shipped_bundle, kind):
     face = scene.grace_hopper_face()
     n = 40
     actors = [scene.Actor(face, start=0, stop=None, from_xy=(0.3, 0.45), to_xy=(0.65, 0.55), size_px=(150, 150),
                           max_angle_deg=15.0, light=0.2)]
-    tracks, events, pipeline, placed = _run(tmp_path, bundle, actors, n, kind=kind)
+    tracks, events, pipeline, placed = _run(tmp_path, shipped_bundle, actors, n, kind=kind)
     assert pipeline.counts["searches_full"] == 1  # frame 0 only
     ids = {tid for frame in tracks for tid in frame}
     assert ids == {1}, tracks
@@ -74,12 +65,12 @@ def test_a_moving_turning_face_keeps_one_track_without_a_full_search(tmp_path, b
     assert [e["track"] for e in appeared] == [1] and appeared[0]["frame"] <= 1
 
 
-def test_a_face_leaving_the_frame_ends_its_track(tmp_path, bundle):
+def test_a_face_leaving_the_frame_ends_its_track(tmp_path, shipped_bundle):
     face = scene.grace_hopper_face()
     n = 40
     actors = [scene.Actor(face, start=0, stop=None, from_xy=(0.5, 0.5), to_xy=(1.4, 0.5), size_px=(140, 140),
                           max_angle_deg=0.0)]
-    tracks, events, pipeline, placed = _run(tmp_path, bundle, actors, n)
+    tracks, events, pipeline, placed = _run(tmp_path, shipped_bundle, actors, n)
     left = [e for e in events if e["event"] == "person.left"]
     assert [e["track"] for e in left] == [1]
     # it ends while the video still runs, about when the face's centre crosses the edge
@@ -89,10 +80,10 @@ def test_a_face_leaving_the_frame_ends_its_track(tmp_path, bundle):
     assert pipeline.counts["searches_full"] == 1
 
 
-def test_a_face_that_vanishes_ends_its_track_within_max_missed_frames(tmp_path, bundle):
+def test_a_face_that_vanishes_ends_its_track_within_max_missed_frames(tmp_path, shipped_bundle):
     face = scene.grace_hopper_face()
     actors = [scene.Actor(face, start=0, stop=15, from_xy=(0.4, 0.5), to_xy=(0.5, 0.5), size_px=(150, 150))]
-    tracks, events, pipeline, _ = _run(tmp_path, bundle, actors, 40)
+    tracks, events, pipeline, _ = _run(tmp_path, shipped_bundle, actors, 40)
     left = [e for e in events if e["event"] == "person.left"]
     assert [e["track"] for e in left] == [1]
     max_missed = pipeline.board.tracker.max_missed_frames
@@ -102,13 +93,13 @@ def test_a_face_that_vanishes_ends_its_track_within_max_missed_frames(tmp_path, 
 
 @pytest.mark.parametrize("roi_on_change,kind", [(False, "haar"), (True, "haar"), (False, "blazeface"),
                                                 (True, "blazeface")])
-def test_a_new_face_appears_within_every_frames(tmp_path, bundle, roi_on_change, kind):
+def test_a_new_face_appears_within_every_frames(tmp_path, shipped_bundle, roi_on_change, kind):
     face = scene.grace_hopper_face()
     every, start = 6, 7  # enters just after the full search of frame 6: the worst case without change search
     actors = [scene.Actor(face, start=0, stop=None, from_xy=(0.25, 0.5), to_xy=(0.3, 0.5), size_px=(140, 140)),
               scene.Actor(np.ascontiguousarray(face[:, ::-1]), start=start, stop=None, from_xy=(0.75, 0.5), to_xy=(0.7, 0.5),
                           size_px=(140, 140))]
-    tracks, events, pipeline, _ = _run(tmp_path, bundle, actors, 30, every_frames=every, roi_on_change=roi_on_change,
+    tracks, events, pipeline, _ = _run(tmp_path, shipped_bundle, actors, 30, every_frames=every, roi_on_change=roi_on_change,
                                        kind=kind)
     appeared = {e["track"]: e["frame"] for e in events if e["event"] == "person.appeared"}
     assert len(appeared) == 2, events

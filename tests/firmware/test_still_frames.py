@@ -12,7 +12,6 @@ import pytest
 from wearface.firmware import events as ev
 from wearface.firmware import scene
 from wearface.firmware.board import parse_board
-from wearface.firmware.bundle import verify_bundle
 from wearface.firmware.camera import IterableSource
 from wearface.firmware.errors import BoardFileError
 from wearface.firmware.facemodel import FaceModel
@@ -22,23 +21,15 @@ from wearface.firmware.search import SearchPlanner
 
 from .conftest import boards_dir, make_board
 
-SHIPPED_BUNDLE = Path(__file__).resolve().parents[2] / "models" / "default.wfb"
 
-
-@pytest.fixture(scope="module")
-def bundle(tmp_path_factory):
-    board = make_board(tmp_path_factory.mktemp("board"))
-    return verify_bundle(SHIPPED_BUNDLE.read_bytes(), list(board.public_keys), board.compatible, 0)
-
-
-def _loop(tmp_path, bundle, frames, levels):
+def _loop(tmp_path, shipped_bundle, frames, levels):
     board = make_board(tmp_path, detector={"every_frames": 4, "roi_on_change": True, "still_grey_levels": levels},
                        tracker={"max_embeds_per_frame": 1})
-    gallery = Gallery(tmp_path / "g.sqlite", str(bundle.embedding_space), float(bundle.threshold))
+    gallery = Gallery(tmp_path / "g.sqlite", str(shipped_bundle.embedding_space), float(shipped_bundle.threshold))
     events = []
     bus = ev.EventBus()
     bus.subscribe(events.append)
-    pipeline = Pipeline(board, FaceModel(board, bundle), gallery, bus, IterableSource(frames))
+    pipeline = Pipeline(board, FaceModel(board, shipped_bundle), gallery, bus, IterableSource(frames))
     after = []
     for frame in frames:
         pipeline.step(frame)
@@ -59,7 +50,7 @@ def _walking_face(n):
     return [frame for frame, _ in (scene.render(actors, k, n) for k in range(n))]
 
 
-def test_a_repeated_frame_is_skipped_and_its_tracks_kept(tmp_path, bundle):
+def test_a_repeated_frame_is_skipped_and_its_tracks_kept(tmp_path, shipped_bundle):
     rng = np.random.default_rng(0)
     moving = _walking_face(24)  # ~7 px a frame
     frames, repeats = [], []
@@ -68,20 +59,20 @@ def test_a_repeated_frame_is_skipped_and_its_tracks_kept(tmp_path, bundle):
         if k % 4 == 3:  # as 24 -> 30 fps video repeats a frame, with the codec's noise
             frames.append(_noisy(frame, rng))
             repeats.append(len(frames) - 1)
-    pipeline, after, events = _loop(tmp_path, bundle, frames, 8.0)
+    pipeline, after, events = _loop(tmp_path, shipped_bundle, frames, 8.0)
     assert pipeline.counts["still_frames"] == len(repeats)
     for i in repeats:
         assert after[i] == after[i - 1]  # same track ids, same boxes
     assert {tid for frame in after for tid in frame} == {1}
     assert pipeline.stats()["still_frames"] == len(repeats)
     # the same video with the setting off works on every frame and sees the same one person
-    off, after_off, _ = _loop(tmp_path / "off", bundle, frames, 0.0)
+    off, after_off, _ = _loop(tmp_path / "off", shipped_bundle, frames, 0.0)
     assert off.counts["still_frames"] == 0
     assert {tid for frame in after_off for tid in frame} == {1}
 
 
-def test_a_moving_face_is_never_still(tmp_path, bundle):
-    pipeline, after, _ = _loop(tmp_path, bundle, _walking_face(20), 8.0)
+def test_a_moving_face_is_never_still(tmp_path, shipped_bundle):
+    pipeline, after, _ = _loop(tmp_path, shipped_bundle, _walking_face(20), 8.0)
     assert pipeline.counts["still_frames"] == 0
     assert all(frame for frame in after[1:])
 
