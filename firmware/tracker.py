@@ -222,7 +222,7 @@ class Tracker:
         return None
 
     def drain(self) -> list:
-        """Every remaining track, as lost (the loop stops)."""
+        """Every remaining track, as lost (the loop stops, or a cut: ``search.SearchPlan.cut``)."""
         lost = list(self.tracks.values())
         self.tracks.clear()
         return lost
