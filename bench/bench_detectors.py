@@ -210,7 +210,7 @@ def candidates(board_dir: Path) -> list:
     before = {}
     for name in ("virtual", "rpi-zero2w", "a55-dotprod"):
         cfg = load_board(board_dir / f"{name}.toml").detector
-        before[name] = dataclasses.replace(cfg, kind="haar", equalize="none", pad_fraction=0.0)
+        before[name] = dataclasses.replace(cfg, kind="haar", equalize="none", pad_fraction=0.0, propose_score=0.0)
         out.append(Candidate(f"{name}: before", before[name]))
         if cfg.kind != "haar":  # the cascade as the board file set it, before BlazeFace replaced it
             out.append(Candidate(f"{name}: haar", dataclasses.replace(cfg, kind="haar")))
@@ -238,6 +238,8 @@ def candidates(board_dir: Path) -> list:
         Candidate("blazeface both", r(v, kind="blazeface", net="full_range+short_range", pad_fraction=0.0)),
         Candidate("blazeface 2 tiles then short", r(v, kind="blazeface", fallback_net="short_range", tiles=2,
                                                     pad_fraction=0.0)),
+        Candidate("blazeface full then short + proposals 0.3", r(v, kind="blazeface", fallback_net="short_range",
+                                                                propose_score=0.3, pad_fraction=0.0)),
     ]
     return out
 

@@ -63,6 +63,15 @@ TILE_EDGE_MARGIN = 0.1
 #: the faces that fill the frame; its smaller boxes on a frame where the full-range net found nothing were false
 #: tracks on the real clip (2.15 tracks a frame instead of 1.50, docs/BENCHMARKS.md "Issue 16, session 7")
 FALLBACK_MIN_FACE = 0.5
+#: a frame net's proposal (``propose_score``) is looked at again by the region net on a square this many of its box
+#: widths from its centre each way (the loop's region around a track, ``search.TRACK_REGION_WIDTHS``), and is a face
+#: when the region net finds a box there overlapping it by more than ``CONFIRM_IOU`` of ``CONFIRM_SIZES`` its width
+CONFIRM_REACH = 1.0
+CONFIRM_IOU = 0.3
+CONFIRM_SIZES = (0.6, 1.7)
+#: at most this many proposals are looked at again per frame net pass (best first): each costs a region net pass
+#: (~5.5 ms on one core), and a busy picture proposes up to 6 a frame (the real clip, docs/BENCHMARKS.md)
+MAX_CONFIRMS = 3
 
 # --- BlazeFace box -> the Haar cascade's box (measured; docs/BENCHMARKS.md "Issue 16, session 7") -------------
 #: Haar box centre minus BlazeFace box centre, in BlazeFace box widths (x, y), and the Haar box's width in
@@ -194,11 +203,15 @@ class BlazeFaceDetector:
     frame nets find nothing (the short-range net finds the faces that fill the frame, which the full-range net
     misses; "" = none).  ``tiles``: the frame nets see a wide (or tall) frame as this many overlapping squares
     along its longer side (``tile_boxes``) instead of one letterboxed picture, so its faces reach the net larger
-    (a 16:9 frame in two squares: 1.8x) at that many times the cost.  Not thread-safe (an OpenCV Net is not); make
-    one per thread."""
+    (a 16:9 frame in two squares: 1.8x) at that many times the cost.  ``propose_score`` (0 = off): a frame net's
+    box scoring at least this but under the net's threshold is a proposal, kept when the region net, run on the
+    region around it (as around a new track), scores a box there at least ``confirm_score`` (``_confirm``): the
+    faces a whole frame shows too small for the frame net to be sure of, at one region pass each.  Not thread-safe
+    (an OpenCV Net is not); make one per thread."""
 
     def __init__(self, net: str = "full_range", region_net: str = "short_range", min_score: float | None = None,
-                 min_size_px: float = 0.0, max_faces: int = 8, fallback_net: str = "", tiles: int = 1):
+                 min_size_px: float = 0.0, max_faces: int = 8, fallback_net: str = "", tiles: int = 1,
+                 propose_score: float = 0.0, confirm_score: float = 0.6):
         names = str(net).split("+")
         extra = [n for n in (region_net, fallback_net) if n]
         loaded = {name: load_net(name) for name in dict.fromkeys(names + extra)}
@@ -211,20 +224,28 @@ class BlazeFaceDetector:
         if not (isinstance(tiles, int) and 1 <= tiles <= MAX_TILES):
             raise DetectError(f"tiles must be an integer in 1..{MAX_TILES}, got {tiles!r}")
         self.tiles = tiles
+        if not (0.0 <= propose_score < 1.0):
+            raise DetectError(f"propose_score must be in [0, 1) (0: off), got {propose_score!r}")
+        if not (0.0 < confirm_score < 1.0):
+            raise DetectError(f"confirm_score must be in (0, 1), got {confirm_score!r}")
+        self.propose_score, self.confirm_score = float(propose_score), float(confirm_score)
 
     def detect(self, frame, downscale: float | None = None, min_size_px: float | None = None,
-               max_size_px: float | None = None, pad: bool | None = None, region: bool = False) -> list[FaceBox]:
+               max_size_px: float | None = None, pad: bool | None = None, region: bool = False,
+               known=()) -> list[FaceBox]:
         """Faces in ``frame`` (uint8 BGR/BGRA/grey, any size) as ``FaceBox``es in frame px, best first.
         ``region``: the frame is a region around a known face (the region net runs).  ``min_size_px`` /
         ``max_size_px`` keep boxes of those widths only; ``downscale`` and ``pad`` are the cascade's and are
-        accepted for the same call (the net's input is a fixed size; faces past the edges are found as they are)."""
+        accepted for the same call (the net's input is a fixed size; faces past the edges are found as they are).
+        ``known``: boxes (x, y, w, h frame px, the cascade's convention) of faces the loop already tracks: a
+        proposal on one of them is that face, kept without a second look (``_confirm``)."""
         bgr = to_bgr(frame)
         if region:
-            found = [self._run(bgr, self.region_net)]
+            found = [self._run(bgr, self.region_net)[:2]]
         else:
-            found = [self._run_tiled(bgr, net) for net in self.frame_nets]
+            found = [self._confirm(bgr, *self._run_tiled(bgr, net), known) for net in self.frame_nets]
         if not region and self.fallback_net is not None and not any(len(s) for _, s in found):
-            boxes, scores = self._run(bgr, self.fallback_net)  # nothing found: maybe one face that fills the frame
+            boxes, scores, _ = self._run(bgr, self.fallback_net)  # nothing found: maybe one face that fills the frame
             large = (boxes[:, 2] - boxes[:, 0]) >= FALLBACK_MIN_FACE * min(bgr.shape[:2])
             found.append((boxes[large], scores[large]))
         boxes, scores = np.concatenate([b for b, _ in found]), np.concatenate([s for _, s in found])
@@ -249,17 +270,17 @@ class BlazeFaceDetector:
         is searched like a frame.  ``downscale`` and ``at_edge`` are the cascade's."""
         return self.detect(crop, min_size_px=min_size_px, max_size_px=max_size_px, region=min_size_px is not None)
 
-    def _run_tiled(self, bgr: np.ndarray, loaded) -> tuple[np.ndarray, np.ndarray]:
-        """``_run`` on each of the frame's ``tiles`` (``tile_boxes``): the boxes in frame px, concatenated.  A box at
-        a tile's inner edge (within ``TILE_EDGE_MARGIN`` of its width) may be a face the edge cuts: it is dropped
-        where another tile sees that face whole (more than half the smaller box shared), since merging the two would
-        shift the face's box off it."""
+    def _run_tiled(self, bgr: np.ndarray, loaded) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``_run`` (with proposals) on each of the frame's ``tiles`` (``tile_boxes``): boxes, scores and
+        proposals in frame px, concatenated.  A box at a tile's inner edge (within ``TILE_EDGE_MARGIN`` of its
+        width) may be a face the edge cuts: it is dropped where another tile sees that face whole (more than half
+        the smaller box shared), since merging the two would shift the face's box off it."""
         if self.tiles == 1:
-            return self._run(bgr, loaded)
+            return self._run(bgr, loaded, propose=True)
         height, width = bgr.shape[:2]
-        all_b, all_s, all_cut = [], [], []
+        all_b, all_s, all_cut, all_p = [], [], [], []
         for x0, y0, x1, y1 in tile_boxes(width, height, self.tiles):
-            boxes, scores = self._run(bgr[y0:y1, x0:x1], loaded)
+            boxes, scores, proposals = self._run(bgr[y0:y1, x0:x1], loaded, propose=True)
             boxes = boxes + np.array([x0, y0, x0, y0], np.float32)
             m = TILE_EDGE_MARGIN * (boxes[:, 2] - boxes[:, 0])
             cut = ((x0 > 0) & (boxes[:, 0] < x0 + m)) | ((x1 < width) & (boxes[:, 2] > x1 - m)) | \
@@ -267,21 +288,86 @@ class BlazeFaceDetector:
             all_b.append(boxes)
             all_s.append(scores)
             all_cut.append(cut)
+            all_p.append(proposals + np.array([x0, y0, x0, y0, 0], np.float64))
         boxes, scores, cut = np.concatenate(all_b), np.concatenate(all_s), np.concatenate(all_cut)
         whole = boxes[~cut]
         keep = ~cut
         for i in np.nonzero(cut)[0]:
             keep[i] = not (len(whole) and (_shared_of_smaller(boxes[i], whole) > 0.5).any())
-        return boxes[keep], scores[keep]
+        proposals = np.concatenate(all_p)
+        if len(proposals):  # one face in two tiles' overlap is one proposal
+            proposals = np.column_stack(weighted_nms(proposals[:, :4], proposals[:, 4]))
+        return boxes[keep], scores[keep], proposals
 
-    def _run(self, bgr: np.ndarray, loaded) -> tuple[np.ndarray, np.ndarray]:
-        """One net on the whole of ``bgr``: (boxes (K, 4) x0, y0, x1, y1 in frame px, scores (K,)), suppressed."""
+    def _run(self, bgr: np.ndarray, loaded, min_score: float | None = None,
+             propose: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One net on the whole of ``bgr``: (boxes (K, 4) x0, y0, x1, y1 in frame px, scores (K,), proposals (P, 5):
+        x0, y0, x1, y1 frame px and score), each suppressed, best first.  ``min_score``: the score a box needs
+        (default the detector's, else the net's); ``propose``: the boxes from ``propose_score`` up to that are the
+        proposals (else none)."""
         net, dnn, anchor_xy, names = loaded
         blob, scale, px, py = letterbox(bgr, net.input_px)
         dnn.setInput(blob)
         raw_scores, raw_boxes = _outputs(dnn.forward(names))
-        boxes, scores = weighted_nms(*decode(raw_boxes, raw_scores, net, anchor_xy, self.min_score))
-        return (boxes * net.input_px - [px, py, px, py]) / scale, scores  # input 0..1 -> frame px
+        threshold = min_score or self.min_score or net.min_score
+        lowest = self.propose_score if propose and 0.0 < self.propose_score < threshold else threshold
+        boxes, scores = decode(raw_boxes, raw_scores, net, anchor_xy, lowest)
+        sure = scores >= threshold
+        kept_b, kept_s = weighted_nms(boxes[sure], scores[sure])  # the proposals never move a sure box
+        maybe_b, maybe_s = weighted_nms(boxes[~sure], scores[~sure])
+        # input 0..1 -> frame px, in float64 as before proposals (a box's last bits move the crop's pixel grid)
+        to_frame = lambda b: (b * net.input_px - [px, py, px, py]) / scale  # noqa: E731
+        return to_frame(kept_b), kept_s, np.column_stack([to_frame(maybe_b), maybe_s])
+
+    def second_look(self, bgr: np.ndarray, box: np.ndarray, min_score: float) -> float:
+        """The region net's best score (at least ``min_score``) for the face a frame net proposed at ``box`` (x0, y0,
+        x1, y1 frame px): on the square ``CONFIRM_REACH`` box widths around it, a box of ``CONFIRM_SIZES`` its width
+        overlapping it by IoU over ``CONFIRM_IOU``; 0.0 when there is none."""
+        height, width = bgr.shape[:2]
+        side = max(box[2] - box[0], box[3] - box[1])
+        cx, cy, reach = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2, CONFIRM_REACH * side
+        x0, y0 = max(int(cx - reach), 0), max(int(cy - reach), 0)
+        x1, y1 = min(int(math.ceil(cx + reach)), width), min(int(math.ceil(cy + reach)), height)
+        if x1 - x0 < 2 or y1 - y0 < 2:
+            return 0.0
+        found_b, found_s, _ = self._run(bgr[y0:y1, x0:x1], self.region_net, min_score=min_score)
+        found_b = found_b + np.array([x0, y0, x0, y0], np.float32)
+        sides = found_b[:, 2] - found_b[:, 0]
+        ok = (_iou(box, found_b) > CONFIRM_IOU) & (sides >= CONFIRM_SIZES[0] * side) & (sides <= CONFIRM_SIZES[1] * side)
+        return float(found_s[ok].max()) if ok.any() else 0.0
+
+    def _confirm(self, bgr: np.ndarray, boxes: np.ndarray, scores: np.ndarray, proposals: np.ndarray,
+                 known=()) -> tuple[np.ndarray, np.ndarray]:
+        """``boxes`` / ``scores`` (frame px, sure) and the ``proposals`` (P, 5: x0, y0, x1, y1 frame px, score; best
+        first) that are faces.  A proposal overlapping a box already kept is that box's face and is dropped; one on
+        a ``known`` face (x, y, w, h, the cascade's convention; IoU over ``CONFIRM_IOU``) is kept as it is; any other
+        is looked at again (``second_look``), at most ``MAX_CONFIRMS`` of them, and kept when the region net scores it
+        at least ``confirm_score``.  A kept proposal keeps its own (frame net's) score, so every sure box stays ahead
+        of it: a caller that takes the best box takes a face the frame net was sure of.  Best first."""
+        if not len(proposals):
+            return boxes, scores
+        known_xyxy = np.array([[x, y, x + w, y + h] for x, y, w, h in known], np.float32).reshape(-1, 4)
+        out_b, out_s = [boxes], [scores]
+        looked = 0
+        for box, own_score in zip(proposals[:, :4], proposals[:, 4]):
+            kept = np.concatenate(out_b)
+            if len(kept) and (_iou(box, kept) > NMS_IOU).any():
+                continue
+            as_haar = haar_box(box[0], box[1], box[2] - box[0], box[3] - box[1], 0.0)
+            if len(known_xyxy) and (_iou(np.array([as_haar.x, as_haar.y, as_haar.x + as_haar.w, as_haar.y + as_haar.h]),
+                                         known_xyxy) > CONFIRM_IOU).any():
+                out_b.append(box[None])
+                out_s.append(np.array([own_score], np.float32))
+                continue
+            if looked == MAX_CONFIRMS:
+                continue
+            looked += 1
+            if self.second_look(bgr, box, self.confirm_score):
+                out_b.append(box[None])
+                out_s.append(np.array([own_score], np.float32))
+        boxes, scores = np.concatenate(out_b), np.concatenate(out_s).astype(np.float32)
+        order = np.argsort(-scores, kind="stable")
+        return boxes[order], scores[order]
 
 
 def tile_boxes(width: int, height: int, tiles: int) -> list[tuple[int, int, int, int]]:
@@ -305,6 +391,15 @@ def _shared_of_smaller(box: np.ndarray, others: np.ndarray) -> np.ndarray:
     ih = np.maximum(np.minimum(box[3], others[:, 3]) - np.maximum(box[1], others[:, 1]), 0)
     area = lambda b: np.maximum(b[..., 2] - b[..., 0], 0) * np.maximum(b[..., 3] - b[..., 1], 0)  # noqa: E731
     return iw * ih / np.maximum(np.minimum(area(box), area(others)), 1e-12)
+
+
+def _iou(box: np.ndarray, others: np.ndarray) -> np.ndarray:
+    """Intersection over union of ``box`` (x0, y0, x1, y1) with each of ``others`` (K, 4)."""
+    iw = np.maximum(np.minimum(box[2], others[:, 2]) - np.maximum(box[0], others[:, 0]), 0)
+    ih = np.maximum(np.minimum(box[3], others[:, 3]) - np.maximum(box[1], others[:, 1]), 0)
+    area = lambda b: np.maximum(b[..., 2] - b[..., 0], 0) * np.maximum(b[..., 3] - b[..., 1], 0)  # noqa: E731
+    inter = iw * ih
+    return inter / np.maximum(area(box) + area(others) - inter, 1e-12)
 
 
 def haar_box(x: float, y: float, w: float, h: float, score: float) -> FaceBox:

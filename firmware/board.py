@@ -109,6 +109,11 @@ class DetectorConfig:
     #: ``blazeface.tile_boxes``): a wide frame's faces reach the net larger, at that many times the cost
     tiles: int = 1
     min_score: float = 0.0
+    #: blazeface only, 0 = off: a frame net's box scoring at least this (0-1) but under its threshold is looked at
+    #: again by the region net, on the region around it, and kept when that scores it at least ``confirm_score``:
+    #: faces too small in a letterboxed frame for the frame net to be sure of (``blazeface.BlazeFaceDetector``)
+    propose_score: float = 0.0
+    confirm_score: float = 0.6
     cascade: str = "haarcascade_frontalface_default.xml"
     scale_factor: float = 1.1
     min_neighbors: int = 5
@@ -413,6 +418,12 @@ def _validate(board: Board) -> None:
         raise BoardFileError(path, "detector.tiles", f"expected an integer in 1..4, found {board.detector.tiles}")
     if not 0.0 <= board.detector.min_score < 1.0:
         raise BoardFileError(path, "detector.min_score", f"expected a number in [0, 1), found {board.detector.min_score}")
+    if not 0.0 <= board.detector.propose_score < 1.0:
+        raise BoardFileError(path, "detector.propose_score",
+                             f"expected a number in [0, 1) (0: off), found {board.detector.propose_score}")
+    if not 0.0 < board.detector.confirm_score < 1.0:
+        raise BoardFileError(path, "detector.confirm_score",
+                             f"expected a number in (0, 1), found {board.detector.confirm_score}")
     if board.detector.scale_factor <= 1.0:
         raise BoardFileError(path, "detector.scale_factor", f"expected a number > 1, found {board.detector.scale_factor}")
     _positive(path, "detector.min_neighbors", board.detector.min_neighbors, allow_zero=True)

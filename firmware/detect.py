@@ -220,7 +220,7 @@ class FaceDetector:
         self._cascade = _load_cascade(path)
 
     def detect(self, frame, downscale: float | None = None, min_size_px: float | None = None,
-               max_size_px: float | None = None, pad: bool | None = None) -> list[FaceBox]:
+               max_size_px: float | None = None, pad: bool | None = None, known=()) -> list[FaceBox]:
         """Faces in ``frame`` (uint8 BGR/BGRA/grey, any size) as ``FaceBox``es in frame pixels,
         sorted by score (then size), best first.  DetectError for an unusable frame.
 
@@ -228,7 +228,8 @@ class FaceDetector:
         frames of every size (its working buffers follow the largest image it was given).  ``min_size_px`` /
         ``max_size_px`` (frame px) replace the settings' for this call: a search around a known face needs
         only the sizes near its own, which skips most pyramid levels.  ``pad``: False skips the padded search
-        of ``settings.pad_fraction`` for this call (a region inside the frame, where the frame goes on)."""
+        of ``settings.pad_fraction`` for this call (a region inside the frame, where the frame goes on).  ``known``
+        (the faces the loop tracks) is accepted for the same call as ``BlazeFaceDetector.detect`` and not used."""
         s = self.settings
         if min_size_px is not None or max_size_px is not None:
             s = replace(s, min_size_px=max(int(round(min_size_px or s.min_size_px)), 1),

@@ -41,7 +41,8 @@ def make_detector(config):
 
         return BlazeFaceDetector(config.net, config.region_net, config.min_score or None,
                                  min_size_px=config.min_size_px, max_faces=config.max_faces,
-                                 fallback_net=config.fallback_net, tiles=config.tiles)
+                                 fallback_net=config.fallback_net, tiles=config.tiles,
+                                 propose_score=config.propose_score, confirm_score=config.confirm_score)
     return FaceDetector(detector_settings(config, (1, 1)))
 
 
@@ -75,10 +76,12 @@ class FaceModel:
         self.align_runtime.run(np.zeros(bundle.align_net.spec.input_shape, np.uint8))
         self.embed_runtime.run(np.zeros(bundle.embed_net.spec.input_shape, np.uint8))
 
-    def detect(self, frame_bgr: np.ndarray) -> list[FaceBox]:
-        """Face boxes in a BGR frame, best first, at most ``detector.max_faces``."""
+    def detect(self, frame_bgr: np.ndarray, known=()) -> list[FaceBox]:
+        """Face boxes in a BGR frame, best first, at most ``detector.max_faces``.  ``known``: boxes (x, y, w, h frame
+        px) of faces the loop already tracks (a detector that proposes faces it is unsure of takes a proposal there
+        as that face: ``blazeface.BlazeFaceDetector``; the cascade ignores them)."""
         downscale = frame_downscale(self.board.detector, np.shape(frame_bgr)) if np.ndim(frame_bgr) >= 2 else 1.0
-        return self.detector.detect(frame_bgr, downscale)[: self.board.detector.max_faces]
+        return self.detector.detect(frame_bgr, downscale, known=known)[: self.board.detector.max_faces]
 
     def detect_region(self, frame_bgr: np.ndarray, region, min_size_px: float | None = None,
                       max_size_px: float | None = None) -> list[FaceBox]:

@@ -178,7 +178,10 @@ class Pipeline:
             return []
         t0 = self.clock()
         if plan.full:
-            found = self.model.detect(frame)
+            # the faces already tracked (and not in doubt): a detector unsure of a face there need not look twice.
+            # Not after a cut: whoever stands there now is not the track's person
+            known = [] if plan.cut else [tr.box for tr in self.tracker.tracks.values() if not tr.needs_search]
+            found = self.model.detect(frame, known=known)
             self.counts["searches_full"] += 1
         else:
             found = []

@@ -36,16 +36,29 @@ class BoardPathResult:
     accept_different: float = float("nan")
     theta: float = float("nan")
     rule: str = ""
+    #: TAR at FAR 1e-3 over all pairs with the pair scored by the bundle's own rule (with a cohort: the distance over
+    #: the second image's ``cohort_k``-th nearest cohort distance, the board's decision score; else the distance)
+    tar_at_far_1e3_rule: float = float("nan")
 
     def at_theta_summary(self) -> str:
         return (f"at the bundle's θ {self.theta:.4f} ({self.rule}): matched pairs accepted "
-                f"{100 * self.accept_same:.2f}%, mismatched pairs accepted {100 * self.accept_different:.2f}%")
+                f"{100 * self.accept_same:.2f}%, mismatched pairs accepted {100 * self.accept_different:.2f}%; "
+                f"TAR {100 * self.tar_at_far_1e3_rule:.2f}% at FAR 1e-3 scored by that rule")
 
 
 def accept_at_theta(emb: np.ndarray, keys: list, pairs: D.PairsFile, theta: float, cohort: np.ndarray | None = None,
                     cohort_k: int = 10) -> tuple[float, float]:
-    """(matched, mismatched) share of ``pairs`` the board's rule accepts at ``theta``: distance < θ, or with a
-    ``cohort`` (M, D) distance / the second image's ``cohort_k``-th nearest cohort distance < θ."""
+    """(matched, mismatched) share of ``pairs`` the board's rule accepts at ``theta``: ``rule_scores`` < θ."""
+    accepted = rule_scores(emb, keys, pairs, cohort, cohort_k) < theta
+    same = pairs.same()
+    return float(accepted[same].mean()), float(accepted[~same].mean())
+
+
+def rule_scores(emb: np.ndarray, keys: list, pairs: D.PairsFile, cohort: np.ndarray | None = None,
+                cohort_k: int = 10) -> np.ndarray:
+    """Each pair's score as the board decides (lower: the same person): the distance, or with a ``cohort`` (M, D)
+    the distance over the second image's ``cohort_k``-th nearest cohort distance (the second image plays the live
+    face, the first the enrolled one: ``Gallery.match``)."""
     from wearface.firmware.gallery import cohort_distance
 
     index = {k: i for i, k in enumerate(keys)}
@@ -54,9 +67,7 @@ def accept_at_theta(emb: np.ndarray, keys: list, pairs: D.PairsFile, theta: floa
     score = np.linalg.norm(emb[a] - emb[b], axis=1)
     if cohort is not None:
         score = score / np.maximum(cohort_distance(emb[b], cohort, cohort_k), 1e-12)
-    same = pairs.same()
-    accepted = score < theta
-    return float(accepted[same].mean()), float(accepted[~same].mean())
+    return score
 
 
 def subset_pairs(pairs: D.PairsFile, per_fold_half: int) -> D.PairsFile:
@@ -124,7 +135,8 @@ def evaluate_bundle_board_path(bundle_path: str | Path, board_path: str | Path, 
     result = E.score_pairs(emb, keys, pairs)
     theta = float(bundle.threshold)
     same, different = accept_at_theta(emb, keys, pairs, theta, bundle.cohort, bundle.cohort_k)
-    return BoardPathResult(result, len(keys), cropper.undetected, same, different, theta, bundle.rule)
+    tar_rule = E.tar_at_far(rule_scores(emb, keys, pairs, bundle.cohort, bundle.cohort_k), pairs.same())
+    return BoardPathResult(result, len(keys), cropper.undetected, same, different, theta, bundle.rule, tar_rule)
 
 
 @dataclass

@@ -139,11 +139,14 @@ def test_the_board_file_chooses_the_detector(tmp_path):
     board = make_board(tmp_path, detector={"kind": "blazeface"})
     assert isinstance(make_detector(board.detector), bf.BlazeFaceDetector)
     assert isinstance(make_detector(make_board(tmp_path, detector={"kind": "haar"}).detector), FaceDetector)
-    text = re.sub(r"(?m)^(kind|net|region_net|fallback_net|min_score|tiles) = .*\n", "", (tmp_path / "virtual.toml").read_text())
+    fields = "kind|net|region_net|fallback_net|min_score|tiles|propose_score|confirm_score"
+    text = re.sub(rf"(?m)^({fields}) = .*\n", "", (tmp_path / "virtual.toml").read_text())
     for line, field in [('kind = "hog"', "detector.kind"), ('net = "tiny"', "detector.net"),
                         ('region_net = "tiny"', "detector.region_net"), ('fallback_net = "x"', "detector.fallback_net"),
                         ('net = "full_range+"', "detector.net"), ("min_score = 1.0", "detector.min_score"),
-                        ("tiles = 5", "detector.tiles"), ("tiles = 0", "detector.tiles")]:
+                        ("tiles = 5", "detector.tiles"), ("tiles = 0", "detector.tiles"),
+                        ("propose_score = 1.0", "detector.propose_score"), ("propose_score = -0.1", "detector.propose_score"),
+                        ("confirm_score = 0.0", "detector.confirm_score"), ("confirm_score = 1.0", "detector.confirm_score")]:
         bad = text.replace("[detector]\n", f"[detector]\n{line}\n")
         with pytest.raises(BoardFileError, match=field.replace(".", r"\.")):
             parse_board(bad, tmp_path / "bad.toml")
@@ -159,7 +162,7 @@ def test_the_fallback_net_finds_a_face_that_fills_the_frame():
     # a frame where the full-range net finds a face does not pay for the fallback
     both = bf.BlazeFaceDetector("full_range", "", fallback_net="short_range")
     calls = []
-    both._run = lambda bgr, loaded, run=both._run: calls.append(loaded[0].input_px) or run(bgr, loaded)
+    both._run = lambda bgr, loaded, run=both._run, **kw: calls.append(loaded[0].input_px) or run(bgr, loaded, **kw)
     assert len(both.detect(_frame())) == 1 and calls == [192]
 
 
@@ -187,7 +190,7 @@ def test_tiles_find_a_small_face_in_a_wide_frame_where_they_overlap_and_merge_it
         frame = scene.render(actors, 0, 1, width=640, height=360)[0]
         tiled = bf.BlazeFaceDetector("full_range", "short_range", tiles=2)
         calls = []
-        tiled._run = lambda bgr, loaded, run=tiled._run: calls.append(bgr.shape[:2]) or run(bgr, loaded)
+        tiled._run = lambda bgr, loaded, run=tiled._run, **kw: calls.append(bgr.shape[:2]) or run(bgr, loaded, **kw)
         boxes = tiled.detect(frame)
         assert detector.detect(frame) == []  # the letterboxed frame shows this face too small
         assert calls == [(360, 360), (360, 360)]
@@ -220,3 +223,65 @@ def test_a_missing_or_broken_net_file_is_named(tmp_path, monkeypatch):
     (tmp_path / "face_detection_full_range.tflite").write_bytes(b"TFL3 not a model" * 10)
     with pytest.raises(DetectError, match="could not be loaded"):
         bf.load_net("full_range")
+
+
+def _small_faces_frame(xs, size_px=55):
+    """A 640x360 frame with the test portrait at each x (frame px), at a size the full-range net scores 0.3-0.6
+    letterboxed (measured: 0.48 alone at x 150)."""
+    face = scene.grace_hopper_face()
+    actors = [scene.Actor(face, start=0, stop=None, from_xy=(x / 640, 0.5), to_xy=(x / 640, 0.5), size_px=(size_px, size_px))
+              for x in xs]
+    return scene.render(actors, 0, 1, width=640, height=360)[0]
+
+
+def _counting(det):
+    calls = []
+    det._run = lambda bgr, loaded, run=det._run, **kw: calls.append(loaded[0].input_px) or run(bgr, loaded, **kw)
+    return calls
+
+
+def test_a_proposal_is_kept_only_when_the_region_net_confirms_it(detector):
+    """A face the full-range net scores under its 0.6 is a proposal (``propose_score``): the short-range net looks at
+    the region around it once, and it is a face when that net scores it at least ``confirm_score``."""
+    frame = _small_faces_frame([150])
+    assert detector.detect(frame) == []  # letterboxed, this face scores under 0.6
+    proposing = bf.BlazeFaceDetector("full_range", "short_range", propose_score=0.3)
+    calls = _counting(proposing)
+    boxes = proposing.detect(frame)
+    assert calls == [192, 128]  # the frame net, then the region net on the proposal's region
+    assert len(boxes) == 1 and 0.3 <= boxes[0].score < 0.6, boxes  # its own score: behind every sure box
+    assert abs(boxes[0].x + boxes[0].w / 2 - 150) < 0.25 * boxes[0].w
+    doubting = bf.BlazeFaceDetector("full_range", "short_range", propose_score=0.3, confirm_score=0.99)
+    assert doubting.detect(frame) == []
+    # a proposal where the loop already tracks a face is that face: kept without a second look
+    calls = _counting(doubting)
+    tracked = [(b.x + 3, b.y - 2, b.w, b.h) for b in boxes]
+    again = doubting.detect(frame, known=tracked)
+    assert calls == [192] and len(again) == 1 and 0.3 <= again[0].score < 0.6, again
+    assert doubting.detect(frame, known=[(400, 100, 40, 40)]) == []  # a known face elsewhere does not count
+    assert bf.BlazeFaceDetector("full_range", "short_range", propose_score=0.6).detect(frame) == []  # at the threshold: off
+    with pytest.raises(DetectError, match="propose_score"):
+        bf.BlazeFaceDetector(propose_score=1.0)
+    with pytest.raises(DetectError, match="confirm_score"):
+        bf.BlazeFaceDetector(confirm_score=0.0)
+
+
+def test_a_confirmed_proposal_ranks_behind_every_sure_face():
+    """A confirmed proposal keeps the frame net's score, whatever the region net scored it: callers that take one
+    face take ``boxes[0]``, a face the frame net was sure of."""
+    proposing = bf.BlazeFaceDetector("full_range", "short_range", propose_score=0.3)
+    proposing.second_look = lambda bgr, box, min_score: 0.99  # the region net is very sure of the proposal
+    sure_b, sure_s = np.array([[400, 100, 480, 180]], np.float32), np.array([0.7], np.float32)
+    proposals = np.array([[100, 100, 140, 140, 0.45]], np.float32)
+    boxes, scores = proposing._confirm(np.zeros((360, 640, 3), np.uint8), sure_b, sure_s, proposals)
+    assert boxes[0].tolist() == sure_b[0].tolist() and scores.tolist() == pytest.approx([0.7, 0.45])
+
+
+def test_at_most_max_confirms_proposals_are_looked_at_per_pass():
+    frame = _small_faces_frame([70, 190, 320, 450, 570], size_px=60)  # five faces scoring 0.14-0.35 (measured)
+    proposing = bf.BlazeFaceDetector("full_range", "short_range", propose_score=0.1)
+    calls = _counting(proposing)
+    boxes = proposing.detect(frame)
+    assert calls == [192] + [128] * bf.MAX_CONFIRMS, calls
+    assert len(boxes) <= bf.MAX_CONFIRMS
+

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from wearface.host_tools.train import data as D
-from wearface.host_tools.train.board_path_eval import accept_at_theta, evaluate_bundle_board_path, subset_pairs
+from wearface.host_tools.train import evaluate as E
+from wearface.host_tools.train.board_path_eval import accept_at_theta, evaluate_bundle_board_path, rule_scores, subset_pairs
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -33,6 +34,11 @@ def test_accept_at_theta_applies_the_bundles_rule_with_the_second_image_as_probe
     cohort = np.array([[0.0, 2.0], [5.0, 2.9], [10.0, 0.75]])
     same, different = accept_at_theta(emb, keys, pairs, 1.0, cohort, 1)
     assert same == 1.0 and different == 0.0
+    # scored by that rule, the pairs come apart completely (TAR 1 at FAR 0); by distance alone they do not
+    want = [0.3 / np.hypot(0.3, 2.0), 0.9 / 2.0, 5.0 / 2.9, 2.0]
+    assert rule_scores(emb, keys, pairs, cohort, 1).tolist() == pytest.approx(want)
+    assert E.tar_at_far(rule_scores(emb, keys, pairs, cohort, 1), pairs.same(), 0.0) == 1.0
+    assert E.tar_at_far(rule_scores(emb, keys, pairs), pairs.same(), 0.0) == 0.5
 
 
 def test_shipped_bundle_tells_lfw_pairs_apart_through_the_board_path(shared_data):
@@ -42,6 +48,7 @@ def test_shipped_bundle_tells_lfw_pairs_apart_through_the_board_path(shared_data
     assert out.undetected <= 0.05 * out.images
     assert np.mean(out.result.accuracies) >= 0.70  # random nets score ~0.5
     assert 0 <= out.accept_different <= out.accept_same <= 1 and out.theta > 0 and "θ" in out.rule
+    assert 0 <= out.tar_at_far_1e3_rule <= 1 and "scored by that rule" in out.at_theta_summary()
 
 
 @pytest.mark.slow
