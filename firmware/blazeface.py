@@ -385,21 +385,25 @@ def tile_boxes(width: int, height: int, tiles: int) -> list[tuple[int, int, int,
     return [(0, s, width, s + side) for s in starts]
 
 
-def _shared_of_smaller(box: np.ndarray, others: np.ndarray) -> np.ndarray:
-    """The area ``box`` (x0, y0, x1, y1) shares with each of ``others`` (K, 4), over the smaller of the two."""
+def _overlap(box: np.ndarray, others: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(intersection areas, ``box``'s area, each of ``others``' areas) of ``box`` (x0, y0, x1, y1) with each of
+    ``others`` (K, 4)."""
     iw = np.maximum(np.minimum(box[2], others[:, 2]) - np.maximum(box[0], others[:, 0]), 0)
     ih = np.maximum(np.minimum(box[3], others[:, 3]) - np.maximum(box[1], others[:, 1]), 0)
     area = lambda b: np.maximum(b[..., 2] - b[..., 0], 0) * np.maximum(b[..., 3] - b[..., 1], 0)  # noqa: E731
-    return iw * ih / np.maximum(np.minimum(area(box), area(others)), 1e-12)
+    return iw * ih, area(box), area(others)
+
+
+def _shared_of_smaller(box: np.ndarray, others: np.ndarray) -> np.ndarray:
+    """The area ``box`` (x0, y0, x1, y1) shares with each of ``others`` (K, 4), over the smaller of the two."""
+    inter, own, their = _overlap(box, others)
+    return inter / np.maximum(np.minimum(own, their), 1e-12)
 
 
 def _iou(box: np.ndarray, others: np.ndarray) -> np.ndarray:
     """Intersection over union of ``box`` (x0, y0, x1, y1) with each of ``others`` (K, 4)."""
-    iw = np.maximum(np.minimum(box[2], others[:, 2]) - np.maximum(box[0], others[:, 0]), 0)
-    ih = np.maximum(np.minimum(box[3], others[:, 3]) - np.maximum(box[1], others[:, 1]), 0)
-    area = lambda b: np.maximum(b[..., 2] - b[..., 0], 0) * np.maximum(b[..., 3] - b[..., 1], 0)  # noqa: E731
-    inter = iw * ih
-    return inter / np.maximum(area(box) + area(others) - inter, 1e-12)
+    inter, own, their = _overlap(box, others)
+    return inter / np.maximum(own + their - inter, 1e-12)
 
 
 def haar_box(x: float, y: float, w: float, h: float, score: float) -> FaceBox:

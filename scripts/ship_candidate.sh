@@ -24,13 +24,15 @@ build() {  # build THETA VERSION FILE
     --calibration 128 --method mse --threshold "$1" --cohort 1000 --mirror-average --key keys/dev_ed25519.pem \
     --model-version "$2" --rollback 0 --created-at "$CREATED"
 }
-build 0.74 placeholder /tmp/wf-ship/placeholder.wfb
+# the placeholder beside the report, so that two candidates can be measured at once
+PLACEHOLDER=$REPORT.placeholder
+build 0.74 placeholder "$PLACEHOLDER.wfb"
 # θ names at most 0.5% of strangers on the tune half: at 1% the 1,504,000-image model named 0.92% of the report
 # half's strangers, the 2,368,000-image one 2.49% (docs/RESULTS.md "The shipped bundle 1.4-a94")
-wearface eval-heldout /tmp/wf-ship/placeholder.wfb --data "$DATA" --strangers 0.005 --json /tmp/wf-ship/placeholder.json \
+wearface eval-heldout "$PLACEHOLDER.wfb" --data "$DATA" --strangers 0.005 --json "$PLACEHOLDER.json" \
   --no-progress
 # rounded down to 4 digits: a smaller θ names fewer strangers, never more
-THETA=$(python3 -c "import json, math; print(math.floor(json.load(open('/tmp/wf-ship/placeholder.json'))['theta'] * 1e4) / 1e4)")
+THETA=$(python3 -c "import json, math, sys; print(math.floor(json.load(open(sys.argv[1]))['theta'] * 1e4) / 1e4)" "$PLACEHOLDER.json")
 echo "θ from the held-out tune half: $THETA"
 build "$THETA" "$VERSION" "$OUT"
 wearface eval-heldout "$OUT" --data "$DATA" --theta "$THETA" --json "$REPORT.heldout.json" --no-progress | tee "$REPORT.heldout.txt"
