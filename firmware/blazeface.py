@@ -124,17 +124,10 @@ def weighted_nms(boxes: np.ndarray, scores: np.ndarray, iou_above: float = NMS_I
     boxes, scores = boxes[order], scores[order]
     out_b, out_s = [], []
     left = np.ones(len(boxes), bool)
-    area = np.maximum(boxes[:, 2] - boxes[:, 0], 0) * np.maximum(boxes[:, 3] - boxes[:, 1], 0)
     for i in range(len(boxes)):
         if not left[i]:
             continue
-        ix0 = np.maximum(boxes[i, 0], boxes[:, 0])
-        iy0 = np.maximum(boxes[i, 1], boxes[:, 1])
-        ix1 = np.minimum(boxes[i, 2], boxes[:, 2])
-        iy1 = np.minimum(boxes[i, 3], boxes[:, 3])
-        inter = np.maximum(ix1 - ix0, 0) * np.maximum(iy1 - iy0, 0)
-        overlap = inter / np.maximum(area[i] + area - inter, 1e-12)
-        group = left & (overlap > iou_above)
+        group = left & (_iou(boxes[i], boxes) > iou_above)
         group[i] = True
         w = scores[group]
         out_b.append((boxes[group] * w[:, None]).sum(axis=0) / w.sum())
