@@ -53,6 +53,8 @@ import numpy as np  # noqa: E402
 
 cv2.setNumThreads(1)
 
+from bench_kernels import cpu_model  # noqa: E402  (bench/, this script's folder, is on sys.path)
+
 from wearface.firmware import events as ev  # noqa: E402
 from wearface.firmware import scene  # noqa: E402
 from wearface.firmware.board import boards_dir, load_board  # noqa: E402
@@ -62,6 +64,7 @@ from wearface.firmware.facemodel import FaceModel  # noqa: E402
 from wearface.firmware.gallery import Gallery, cohort_distance  # noqa: E402
 from wearface.firmware.pipeline import Pipeline  # noqa: E402
 from wearface.firmware.tracker import iou  # noqa: E402
+from wearface.kernels import tiles  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -384,6 +387,8 @@ def main() -> None:
           f"detector max_side_px={d.max_side_px} scale_factor={d.scale_factor} every_frames={d.every_frames} "
           f"roi_on_change={d.roi_on_change} still_grey_levels={d.still_grey_levels}, follow={board.follow.enabled}, "
           f"{platform.machine()} {platform.processor() or ''}, 1 core (affinity {sorted(os.sched_getaffinity(0))})")
+    # the machine decides the speed: session 9's ran today's loop at half this issue's speed (docs/BENCHMARKS.md)
+    print(f"CPU: {cpu_model()}; int8 kernel path {tiles.selected_path()}")
     print()
     print(f"load average before: {os.getloadavg()[0]:.1f}")
     print()
