@@ -34,6 +34,28 @@ def make_board(tmp_path, **sections):
     return dataclasses.replace(board, **changes)
 
 
+def run_loop(tmp_path, board, model, bundle, frames) -> tuple:
+    """Run the real ``Pipeline`` over ``frames`` with an empty gallery in ``tmp_path``: (pipeline, the sorted
+    track ids after each frame, every event published)."""
+    from wearface.firmware.camera import IterableSource
+    from wearface.firmware.gallery import Gallery
+    from wearface.firmware.pipeline import Pipeline
+
+    gallery = Gallery(Path(tmp_path) / "g.sqlite", str(bundle.embedding_space), float(bundle.threshold))
+    events = []
+    bus = ev.EventBus()
+    bus.subscribe(events.append)
+    pipeline = Pipeline(board, model, gallery, bus, IterableSource(frames))
+    ids = []
+    try:
+        for frame in frames:
+            pipeline.step(frame)
+            ids.append(sorted(pipeline.tracker.tracks))
+    finally:
+        gallery.close()
+    return pipeline, ids, events
+
+
 #: the bundle the project ships (model A with its trained alignment net)
 SHIPPED_BUNDLE = Path(__file__).resolve().parents[2] / "models" / "default.wfb"
 

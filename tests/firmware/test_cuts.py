@@ -10,14 +10,11 @@ import pytest
 from wearface.firmware import events as ev
 from wearface.firmware import scene
 from wearface.firmware.board import parse_board
-from wearface.firmware.camera import IterableSource
 from wearface.firmware.errors import BoardFileError
 from wearface.firmware.facemodel import FaceModel
-from wearface.firmware.gallery import Gallery
-from wearface.firmware.pipeline import Pipeline
 from wearface.firmware.search import SearchPlanner
 
-from .conftest import make_board
+from .conftest import make_board, run_loop
 
 CUT_AT = 10
 
@@ -38,18 +35,7 @@ def _two_shots(n=20):
 
 def _run(tmp_path, shipped_bundle, cut_fraction):
     board = make_board(tmp_path, detector={"every_frames": 4, "cut_fraction": cut_fraction})
-    gallery = Gallery(tmp_path / "g.sqlite", str(shipped_bundle.embedding_space), float(shipped_bundle.threshold))
-    events = []
-    bus = ev.EventBus()
-    bus.subscribe(events.append)
-    frames = _two_shots()
-    pipeline = Pipeline(board, FaceModel(board, shipped_bundle), gallery, bus, IterableSource(frames))
-    ids = []
-    for frame in frames:
-        pipeline.step(frame)
-        ids.append(sorted(pipeline.tracker.tracks))
-    gallery.close()
-    return pipeline, ids, events
+    return run_loop(tmp_path, board, FaceModel(board, shipped_bundle), shipped_bundle, _two_shots())
 
 
 def test_a_cut_ends_every_track_and_the_face_after_it_is_a_new_track(tmp_path, shipped_bundle):

@@ -3,14 +3,10 @@ looked at again by the short-range net while its track is new; once the track is
 the proposal on it as that face without another look.  Behaviour only, never speed."""
 from __future__ import annotations
 
-from wearface.firmware import events as ev
 from wearface.firmware import scene
-from wearface.firmware.camera import IterableSource
 from wearface.firmware.facemodel import FaceModel
-from wearface.firmware.gallery import Gallery
-from wearface.firmware.pipeline import Pipeline
 
-from .conftest import make_board
+from .conftest import make_board, run_loop
 
 
 def _small_face_frames(n):
@@ -23,8 +19,6 @@ def _small_face_frames(n):
 
 def _run(tmp_path, shipped_bundle, propose_score, known=True):
     board = make_board(tmp_path, detector={"every_frames": 4, "propose_score": propose_score, "cut_fraction": 0.0})
-    gallery = Gallery(tmp_path / "g.sqlite", str(shipped_bundle.embedding_space), float(shipped_bundle.threshold))
-    frames = _small_face_frames(13)
     model = FaceModel(board, shipped_bundle)
     looks = []
     second_look = model.detector.second_look
@@ -32,12 +26,7 @@ def _run(tmp_path, shipped_bundle, propose_score, known=True):
     if not known:  # the loop as if it did not tell the detector its tracks
         detect = model.detect
         model.detect = lambda frame, known=(): detect(frame)
-    pipeline = Pipeline(board, model, gallery, ev.EventBus(), IterableSource(frames))
-    ids = []
-    for frame in frames:
-        pipeline.step(frame)
-        ids.append(sorted(pipeline.tracker.tracks))
-    gallery.close()
+    pipeline, ids, _ = run_loop(tmp_path, board, model, shipped_bundle, _small_face_frames(13))
     return ids, len(looks), pipeline.stats()["searches_full"]
 
 
