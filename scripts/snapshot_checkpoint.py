@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Take a long run's ``last.pt`` (or ``ema.pt``) as a shippable checkpoint: weights only, with how it was trained.
 
-The long run (``scripts/long_run_a.sh``) keeps training across sessions; a bundle is built from a snapshot of it.
+The long runs (``scripts/long_run.sh A|B``) keep training across sessions; a bundle is built from a snapshot of it.
 ``last.pt`` is chosen, not ``best.pt``: best.pt is picked on the held-out identities whose report half the bundle's
 open-set figures are measured on, the latest row is picked on nothing.  The snapshot drops the optimizer state
 (a third of the size) and records in ``extra`` what ``wearface bundle build`` copies into the manifest's
@@ -25,11 +25,15 @@ from pathlib import Path
 
 import torch
 
-COMMAND = ("wearface train --net A --data ../shared/data --out models/runs/a_5m --images 5000000 --batch 128 "
+COMMAND_A = ("wearface train --net A --data ../shared/data --out models/runs/a_5m --images 5000000 --batch 128 "
            "--weighting balanced --distance-scale 4 --theta 5 --teacher ../shared/data/teacher/teacher_dlib_v1.npz "
            "--all-faces --extra-per-batch 10 --pipeline memory --damage 1.0 --select-on heldout --threads 1 "
            "--ckpt-every 100 --no-progress [--resume]  (scripts/long_run_a.sh, resumed every session; --ema-decay 0.998 "
            "from step 16900 on)")
+# model B's run (session 10 on) has averaged its weights from its first step
+COMMAND_B = COMMAND_A.replace("--net A", "--net B").replace("a_5m", "b_5m").replace(
+    "(scripts/long_run_a.sh, resumed every session; --ema-decay 0.998 from step 16900 on)",
+    "(scripts/long_run.sh B, resumed every session; --ema-decay 0.998 from its first step)")
 DATA = ("CelebA crops (celeba_wild128 + celeba_more112; non-commercial research terms) with camera damage + the "
         "dlib ResNet teacher's descriptors (CC0)")
 MACHINE = "2 shared x86_64 vCPUs, one torch thread, resumed across sessions"
@@ -54,7 +58,8 @@ def main(argv=None) -> int:
     for key in ("optimizer", "scheduler", "torch_rng", "ema"):
         ckpt.pop(key, None)
     last = rows[-1]
-    ckpt["extra"] = {"command": COMMAND, "data": DATA,
+    command = {"A": COMMAND_A, "B": COMMAND_B}[ckpt["config"]["net"]]
+    ckpt["extra"] = {"command": command, "data": DATA,
                      "weights": f"moving average, decay {ckpt['ema_decay']} a step" if args.ema else "the weights",
                      "machine": f"{MACHINE}; {last['train_wall_s']:.0f} s of training",
                      "images_seen": int(last["images_seen"]), "history": rows}

@@ -136,6 +136,7 @@ def test_the_weight_average_is_scored_written_and_resumed_exactly(tmp_path):
     snap = torch.load(tmp_path / "snap.pt", weights_only=False)
     assert all(torch.equal(snap["model"][k], ema["model"][k]) for k in weights)
     assert snap["extra"]["weights"].startswith("moving average") and snap["extra"]["history"][-1]["step"] == rows[-1]["step"]
+    assert f"--net {ema['config']['net']} " in snap["extra"]["command"]  # the command of this net's run
 
     first = Trainer(TrainConfig(out=str(tmp_path / "b"), **common), progress=False, log=lambda *_: None)
     first.run(stop_after_steps=2)
