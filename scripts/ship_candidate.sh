@@ -5,9 +5,9 @@
 # board path as reports.
 #
 #   bash scripts/ship_candidate.sh CHECKPOINT MODEL_VERSION [OUT] [DATA]
-#   e.g. bash scripts/ship_candidate.sh models/checkpoints/model_a_long_ema_2368k.pt 1.4-a94 models/default.wfb
+#   e.g. bash scripts/ship_candidate.sh models/checkpoints/model_a_long_ema_5000k.pt 1.7-cand /tmp/wf-ship/cand5m.wfb
 #
-# Steps (~15 min on 2 shared vCPUs): build with a placeholder θ; `wearface eval-heldout` (the bundle's own cohort
+# Steps (~15 min on 2 shared vCPUs; 2 min 42 s on session 10's AVX-512 VNNI machine): build with a placeholder θ; `wearface eval-heldout` (the bundle's own cohort
 # and rule) chooses θ; the same build with that θ and MODEL_VERSION into OUT; `eval-heldout --theta` and
 # `eval-board` on it.
 # Figures land in OUT.heldout.json, OUT.heldout.txt and OUT.lfw.txt beside a temporary OUT (default /tmp/wf-ship).

@@ -174,6 +174,14 @@ def _net_from_arg(role: str, arg: str, args, spec_name: str):
 
 
 def bundle_build(args) -> int:
+    from wearface.host_tools.bundle.one_thread import one_thread
+
+    # one thread: the same bytes on any core count (bundle/one_thread.py)
+    with one_thread():
+        return _bundle_build(args)
+
+
+def _bundle_build(args) -> int:
     from wearface.host_tools.bundle import bundle_build as bb
     from wearface.host_tools.bundle import provenance
 
