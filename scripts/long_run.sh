@@ -8,8 +8,9 @@
 # row, the checkpoint a bundle is built from.  Model A's run (a_5m) started its average at 2,150,000 images
 # (session 6); model B's (b_5m, from session 10) from its first step.  Both follow the same schedule, so their
 # histories compare image for image.
-# Usage: [THREADS=2] bash scripts/long_run.sh NET [DATA]   (NET: A or B; DATA defaults to ../shared/data; THREADS: torch
-# threads, 1 unless the run has the machine to itself); runs in the foreground.
+# Usage: [THREADS=2] [EVAL_EVERY=500] bash scripts/long_run.sh NET [DATA]   (NET: A or B; DATA defaults to
+# ../shared/data; THREADS: torch threads, 1 unless the run has the machine to itself; EVAL_EVERY: a history row every
+# N steps instead of every epoch of 250: on two threads a row's evaluations take half its time); runs in the foreground.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NET=${1:?net: A or B}
@@ -21,4 +22,4 @@ exec wearface train --net "$NET" --data "$DATA" --out "$OUT" --images 5000000 --
   --weighting balanced --distance-scale 4 --theta 5 \
   --teacher "$DATA/teacher/teacher_dlib_v1.npz" --all-faces --extra-per-batch 10 \
   --pipeline memory --damage 1.0 --select-on heldout --ema-decay 0.998 --threads "${THREADS:-1}" --ckpt-every 100 --no-progress \
-  "${RESUME[@]}"
+  ${EVAL_EVERY:+--eval-every-steps "$EVAL_EVERY"} "${RESUME[@]}"
