@@ -107,10 +107,21 @@ class BoardPathCropper:
         return crop
 
 
-def evaluate_bundle_board_path(bundle_path: str | Path, board_path: str | Path, lfw_root: str | Path,
-                               pairs_path: str | Path | None = None, per_fold_half: int = 0,
-                               progress: bool = False) -> BoardPathResult:
-    """Verify the bundle for the board (signature, golden vectors), then score LFW through the board path."""
+@dataclass
+class LfwBoardPath:
+    """LFW pairs' images embedded through the board path by one verified bundle."""
+
+    emb: np.ndarray  # (N, D) float64, one row per entry of ``keys``
+    keys: list  # (name, index) of each LFW image the pairs use
+    pairs: D.PairsFile
+    undetected: int  # images without a detection (their known LFW frame was used)
+    bundle: object  # the verified firmware ``Bundle`` (θ, rule, cohort)
+
+
+def lfw_board_path(bundle_path: str | Path, board_path: str | Path, lfw_root: str | Path,
+                   pairs_path: str | Path | None = None, per_fold_half: int = 0,
+                   progress: bool = False) -> LfwBoardPath:
+    """Verify the bundle for the board (signature, golden vectors), then embed LFW's pair images through the board path."""
     from wearface.firmware.board import load_board
     from wearface.firmware.bundle import verify_bundle
     from wearface.firmware.facemodel import FaceModel
@@ -131,12 +142,20 @@ def evaluate_bundle_board_path(bundle_path: str | Path, board_path: str | Path, 
 
     keys = D.pair_images(pairs)
     emb = np.stack([cropper.model.embed(image_of(*k)) for k in tqdm(keys, desc="embed", disable=not progress)])
-    emb = emb.astype(np.float64)
+    return LfwBoardPath(emb.astype(np.float64), keys, pairs, cropper.undetected, bundle)
+
+
+def evaluate_bundle_board_path(bundle_path: str | Path, board_path: str | Path, lfw_root: str | Path,
+                               pairs_path: str | Path | None = None, per_fold_half: int = 0,
+                               progress: bool = False) -> BoardPathResult:
+    """Verify the bundle for the board (signature, golden vectors), then score LFW through the board path."""
+    lfw = lfw_board_path(bundle_path, board_path, lfw_root, pairs_path, per_fold_half, progress)
+    emb, keys, pairs, bundle = lfw.emb, lfw.keys, lfw.pairs, lfw.bundle
     result = E.score_pairs(emb, keys, pairs)
     theta = float(bundle.threshold)
     same, different = accept_at_theta(emb, keys, pairs, theta, bundle.cohort, bundle.cohort_k)
     tar_rule = E.tar_at_far(rule_scores(emb, keys, pairs, bundle.cohort, bundle.cohort_k), pairs.same())
-    return BoardPathResult(result, len(keys), cropper.undetected, same, different, theta, bundle.rule, tar_rule)
+    return BoardPathResult(result, len(keys), lfw.undetected, same, different, theta, bundle.rule, tar_rule)
 
 
 @dataclass
