@@ -140,7 +140,8 @@ class BoardApp:
                     continue
                 self.model, self.state = model, RUNNING
                 stale = self.gallery.set_model(str(result.bundle.embedding_space), float(result.bundle.threshold),
-                                               result.bundle.cohort, result.bundle.cohort_k)
+                                               result.bundle.cohort, result.bundle.cohort_k,
+                                               result.bundle.gallery_match)
                 if stale:
                     self.bus.publish(ev.GALLERY_NEEDS_REENROLMENT, names=stale,
                                      embedding_space=str(result.bundle.embedding_space))

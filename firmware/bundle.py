@@ -23,6 +23,9 @@ Manifest (JSON object): ``format_version``, ``model_version`` (str), ``rollback_
 distance < θ; ``"l2_cohort"``: distance / the probe's ``k``-th nearest distance to a cohort of strangers < θ,
 the cohort given by ``cohort``: ``{"tensor": name, "k": int}``, an int8 (M, D) tensor of unit embeddings x
 ``COHORT_SCALE``, the embedding net's own, of faces no wearer enrols),
+``gallery_match`` (optional, default ``"nearest"``: the distance to an enrolled person is the distance to the
+nearest of their embeddings; ``"mean"``: to their template, the L2-normalised mean of their embeddings: θ is
+chosen for one of the two, so the bundle says which),
 ``mirror_average`` (optional bool, default false: a face's embedding is the L2-normalised sum of the
 embedding net's outputs for its crop and the crop's left-right mirror image; test-time flip averaging),
 ``embedding_space`` (``embedding_space_id`` of the embedding net and ``mirror_average``: it changes exactly
@@ -90,6 +93,8 @@ NET_ROLES = ("align", "embed")
 DTYPES = {"int8": np.dtype("i1"), "uint8": np.dtype("u1"), "int32": np.dtype("<i4"), "float32": np.dtype("<f4")}
 LAYER_TYPES = {cls.__name__: cls for cls in (nets.Conv, nets.MaxPool, nets.Flatten, nets.Affine)}
 THRESHOLD_METRICS = ("l2", "l2_cohort")
+#: how the gallery measures the distance to an enrolled person (manifest ``gallery_match``; the first: absent)
+GALLERY_MATCHES = ("nearest", "mean")
 #: a cohort tensor holds round(unit embedding x COHORT_SCALE) as int8; at most COHORT_MAX rows
 COHORT_SCALE = 127.0
 COHORT_MAX = 65536
@@ -140,6 +145,8 @@ class Bundle:
     cohort_k: int = 0
     #: the embedding averages the crop's and its mirror image's (manifest ``mirror_average``)
     mirror_average: bool = False
+    #: the distance to an enrolled person: to their nearest embedding ("nearest") or to their mean ("mean")
+    gallery_match: str = "nearest"
 
     @property
     def signed(self) -> bool:
@@ -152,15 +159,18 @@ class Bundle:
     @property
     def rule(self) -> str:
         """The bundle's decision rule in words (``decision_rule``)."""
-        return decision_rule(0 if self.cohort is None else len(self.cohort), self.cohort_k)
+        return decision_rule(0 if self.cohort is None else len(self.cohort), self.cohort_k,
+                             gallery_match=self.gallery_match)
 
 
-def decision_rule(cohort_size: int, k: int, cohort: str = "its cohort") -> str:
+def decision_rule(cohort_size: int, k: int, cohort: str = "its cohort", gallery_match: str = "nearest") -> str:
     """A decision rule in words, the one wording every tool prints: "distance < θ" without a cohort (0), else the
-    cohort-normalised rule of metric "l2_cohort" over ``cohort`` ("its cohort", "training identities", ...)."""
+    cohort-normalised rule of metric "l2_cohort" over ``cohort`` ("its cohort", "training identities", ...);
+    with ``gallery_match`` "mean" the distance is to each person's mean embedding."""
+    distance = "distance" if gallery_match == "nearest" else "distance to the person's mean embedding"
     if not cohort_size:
-        return "distance < θ"
-    return f"distance / the probe's k-th nearest of {cohort} of {cohort_size} < θ, k = {k}"
+        return f"{distance} < θ"
+    return f"{distance} / the probe's k-th nearest of {cohort} of {cohort_size} < θ, k = {k}"
 
 
 @dataclass
@@ -563,6 +573,9 @@ def parse_manifest(container: Container) -> Bundle:
         r.fail(f"manifest threshold_metric = {metric!r} (expected one of {THRESHOLD_METRICS})")
     cohort, cohort_k = r.cohort(manifest, qnets["embed"]) if metric == "l2_cohort" else (None, 0)
     mirror_average = r.get(manifest, "mirror_average", bool, "") if "mirror_average" in manifest else False
+    gallery_match = r.get(manifest, "gallery_match", str, "") if "gallery_match" in manifest else GALLERY_MATCHES[0]
+    if gallery_match not in GALLERY_MATCHES:
+        r.fail(f"manifest gallery_match = {gallery_match!r:.40} (expected one of {GALLERY_MATCHES})")
     space = r.get(manifest, "embedding_space", str, "")
     actual_space = embedding_space_id(qnets["embed"], mirror_average)
     if space != actual_space:
@@ -585,6 +598,7 @@ def parse_manifest(container: Container) -> Bundle:
         cohort=cohort,
         cohort_k=cohort_k,
         mirror_average=mirror_average,
+        gallery_match=gallery_match,
     )
 
 

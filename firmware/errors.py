@@ -71,7 +71,8 @@ class SlotError(ReasonError):
 
 
 class GalleryError(ReasonError):
-    """A gallery request was refused (``unknown_name``, ``bad_name``, ``bad_embedding``, ``bad_crop``, ``bad_cohort``)."""
+    """A gallery request was refused (``unknown_name``, ``bad_name``, ``bad_embedding``, ``bad_crop``, ``bad_cohort``,
+    ``bad_match``)."""
 
 
 class EnrollError(ReasonError):

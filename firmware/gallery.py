@@ -6,8 +6,10 @@ One job: store embeddings per person and answer "who is nearest to this embeddin
   blob, with the ``embedding_space`` (bundle.embedding_space_id of the net that computed it) and the
   model version.  Only embeddings of the loaded model's space are matched; the others are reported as
   "needs re-enrolment" (a new embedding net makes old vectors meaningless, so they are never compared).
-* Match: the distance to a person is the Euclidean distance to the nearest of their embeddings; the
-  nearest person wins.  Distance >= θ (the bundle's threshold, metric "l2") means "unknown" (the
+* Match: the distance to a person is the Euclidean distance to the nearest of their embeddings (the bundle's
+  ``gallery_match`` "nearest") or to their template, the L2-normalised mean of their embeddings ("mean": on held-out
+  identities it names 2-7 points more enrolled people at the same share of strangers, docs/RESULTS.md "Session
+  11"); the nearest person wins.  Distance >= θ (the bundle's threshold, metric "l2") means "unknown" (the
   seed's "Don't know").  ``margin`` = distance to the next other person - distance (None with one person).
   With a cohort (metric "l2_cohort": unit embeddings of strangers that the bundle carries) the decision is on
   ``score`` = distance / the probe's k-th nearest cohort distance: a probe that lies near many faces (blurred,
@@ -95,6 +97,18 @@ def decode_crop(png: bytes) -> np.ndarray:
     return np.ascontiguousarray(bgr[:, :, ::-1])
 
 
+def _templates(matrix: np.ndarray, owners: np.ndarray, people: int) -> np.ndarray:
+    """(people, D) float32: each person's embeddings (rows of ``matrix`` whose ``owners`` is that person) summed
+    and L2-normalised, their template for ``gallery_match`` "mean"."""
+    if not people or not matrix.size:
+        return np.zeros((people, matrix.shape[1] if matrix.ndim == 2 else 0), np.float32)
+    sums = np.zeros((people, matrix.shape[1]), np.float64)
+    np.add.at(sums, owners, matrix)
+    norms = np.linalg.norm(sums, axis=1, keepdims=True)
+    # opposite embeddings may cancel: such a person's template is zero, at distance 1 from every face
+    return (sums / np.where(norms > 1e-12, norms, np.inf)).astype(np.float32)
+
+
 def cohort_distance(embeddings: np.ndarray, cohort: np.ndarray, k: int) -> np.ndarray:
     """(N,) each embedding's ``k``-th nearest Euclidean distance to the ``cohort`` (M, D) (k = 1: the nearest), for
     (N, D) or one (D,) embedding; the scale of metric "l2_cohort".  float64 dot products: no (N, M, D) temporary."""
@@ -177,7 +191,9 @@ class Gallery:
         self.threshold = float(threshold)
         self.cohort: Optional[np.ndarray] = None  # float32 (M, D) unit rows, or None: decide on the distance
         self.cohort_k = 0
+        self.gallery_match = "nearest"  # or "mean": the distance to a person's mean embedding (bundle.gallery_match)
         self._matrix = np.zeros((0, 0), np.float32)
+        self._templates = np.zeros((0, 0), np.float32)  # (P, D) each person's unit mean embedding, in _names order
         self._owners: np.ndarray = np.zeros(0, np.int64)
         self._names: list[str] = []
         self._reload()
@@ -208,16 +224,19 @@ class Gallery:
             self._db.close()
 
     def set_model(self, embedding_space: str, threshold: float, cohort: Optional[np.ndarray] = None,
-                  cohort_k: int = 0) -> list[str]:
-        """Switch to a loaded model's space, θ and cohort (``bundle.cohort``, ``bundle.cohort_k``; None: decide on
-        the distance); returns the names that need re-enrolment."""
+                  cohort_k: int = 0, gallery_match: str = "nearest") -> list[str]:
+        """Switch to a loaded model's space, θ, cohort (``bundle.cohort``, ``bundle.cohort_k``; None: decide on
+        the distance) and ``gallery_match`` ("nearest" or "mean"); returns the names that need re-enrolment."""
         if cohort is not None and not 1 <= cohort_k <= len(cohort):
             raise GalleryError("bad_cohort", f"cohort_k {cohort_k} must be in 1..{len(cohort)} (the cohort's rows)")
+        if gallery_match not in ("nearest", "mean"):
+            raise GalleryError("bad_match", f"gallery_match {gallery_match!r:.40} must be 'nearest' or 'mean'")
         with self._lock:
             self.embedding_space = embedding_space
             self.threshold = float(threshold)
             self.cohort = None if cohort is None else np.asarray(cohort, np.float32)
             self.cohort_k = int(cohort_k) if cohort is not None else 0
+            self.gallery_match = gallery_match
             self._reload()
             return self.needs_reenrolment()
 
@@ -237,6 +256,7 @@ class Gallery:
                 self._matrix = np.zeros((0, 0), np.float32)
                 self._owners = np.zeros(0, np.int64)
             self._names = names
+            self._templates = _templates(self._matrix, self._owners, len(names))
 
     # ----------------------------------------------------------------------------- writing
 
@@ -402,6 +422,8 @@ class Gallery:
         nothing is matchable."""
         with self._lock:
             matrix, owners, names = self._matrix, self._owners, self._names
+            if self.gallery_match == "mean":
+                matrix, owners = self._templates, np.arange(len(names))
         e = np.asarray(embedding, dtype=np.float32).reshape(-1)
         if not names or matrix.shape[1] != e.size:
             return [], np.zeros(0, np.float32)

@@ -7,21 +7,24 @@
 #   bash scripts/ship_candidate.sh CHECKPOINT MODEL_VERSION [OUT] [DATA]
 #   e.g. bash scripts/ship_candidate.sh models/checkpoints/model_a_long_ema_5000k.pt 1.7-cand /tmp/wf-ship/cand5m.wfb
 #
-# Steps (~15 min on 2 shared vCPUs; 2 min 42 s on session 10's AVX-512 VNNI machine): build with a placeholder θ; `wearface eval-heldout` (the bundle's own cohort
-# and rule) chooses θ; the same build with that θ and MODEL_VERSION into OUT; `eval-heldout --theta` and
-# `eval-board` on it.
+# Steps (~15 min on 2 shared vCPUs; 2 min 42 s on session 10's AVX-512 VNNI machine): build with a placeholder θ;
+# `wearface eval-heldout` (the bundle's own cohort and rule) chooses θ; the same build with that θ and MODEL_VERSION
+# into OUT; `eval-heldout --theta` and `eval-board` on it.
 # Figures land in OUT.heldout.json, OUT.heldout.txt and OUT.lfw.txt beside a temporary OUT (default /tmp/wf-ship).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CKPT=${1:?embedding checkpoint (.pt)}; VERSION=${2:?model version, e.g. 1.4-a94}
 OUT=${3:-/tmp/wf-ship/candidate.wfb}; DATA=${4:-../shared/data}
+# each enrolled person matched by their mean embedding (session 11, docs/RESULTS.md); GALLERY_MATCH=nearest: as before
+MATCH=${GALLERY_MATCH:-mean}
 REPORT=${OUT%.wfb}
 [ "$OUT" = models/default.wfb ] && REPORT=/tmp/wf-ship/default
 mkdir -p "$(dirname "$REPORT")" /tmp/wf-ship
 CREATED=$(date -u +%Y-%m-%dT%H:%M:%S+00:00)
 build() {  # build THETA VERSION FILE
   wearface bundle build -o "$3" --align models/checkpoints/align.pt --embed "$CKPT" --data "$DATA" \
-    --calibration 128 --method mse --threshold "$1" --cohort 1000 --mirror-average --key keys/dev_ed25519.pem \
+    --calibration 128 --method mse --threshold "$1" --cohort 1000 --mirror-average --gallery-match "$MATCH" \
+    --key keys/dev_ed25519.pem \
     --model-version "$2" --rollback 0 --created-at "$CREATED"
 }
 # the placeholder beside the report, so that two candidates can be measured at once

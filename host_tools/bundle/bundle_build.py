@@ -145,7 +145,8 @@ def build_bundle(align_qnet: qn.QuantizedNet, embed_qnet: qn.QuantizedNet, thres
                  compatible: list[str], model_version: str, rollback_counter: int, provenance: dict,
                  golden_inputs: dict | None = None, threshold_metric: str = "l2",
                  created_at: str | None = None, data_terms: list[str] | None = None,
-                 cohort: np.ndarray | None = None, cohort_k: int = 10, mirror_average: bool = False) -> bytes:
+                 cohort: np.ndarray | None = None, cohort_k: int = 10, mirror_average: bool = False,
+                 gallery_match: str = "nearest") -> bytes:
     """An unsigned bundle (bytes).
 
     ``cohort``: float (M, D) unit embeddings of strangers by this embedding net (``board_path_eval.
@@ -153,6 +154,8 @@ def build_bundle(align_qnet: qn.QuantizedNet, embed_qnet: qn.QuantizedNet, thres
     nearest cohort distance < θ: θ is a ratio, chosen by ``wearface eval-heldout --cohort``).
     ``mirror_average``: the board embeds a face as the crop's and its mirror image's embeddings summed and
     renormalised (the manifest's ``mirror_average``; its own embedding space).  A cohort must be embedded so too.
+    ``gallery_match``: the distance to an enrolled person, to their nearest embedding ("nearest") or to their mean
+    embedding ("mean"); θ must be chosen for the same one (``wearface eval-heldout`` follows the bundle's).
 
     ``golden_inputs``: ``{"align": [uint8 (50, 50, 3), ...], "embed": [uint8 (112, 112, 3), ...]}``;
     None gives GOLDEN_PER_NET seeded noise images per net.  Their outputs are computed here by
@@ -169,6 +172,8 @@ def build_bundle(align_qnet: qn.QuantizedNet, embed_qnet: qn.QuantizedNet, thres
         raise BundleBuildError(f"compatible must be a non-empty list of board families, got {compatible!r}")
     if not isinstance(rollback_counter, int) or not 0 <= rollback_counter < 1 << 32:
         raise BundleBuildError(f"rollback counter must be an int in 0..2^32-1, got {rollback_counter!r}")
+    if gallery_match not in fmt.GALLERY_MATCHES:
+        raise BundleBuildError(f"gallery_match must be one of {fmt.GALLERY_MATCHES}, got {gallery_match!r}")
     qnets = {"align": align_qnet, "embed": embed_qnet}
     if golden_inputs is None:
         rng = np.random.default_rng(0x60_1DE7)
@@ -206,6 +211,8 @@ def build_bundle(align_qnet: qn.QuantizedNet, embed_qnet: qn.QuantizedNet, thres
         threshold_metric = "l2_cohort"
     if mirror_average:
         extra["mirror_average"] = True  # absent when false: bundles without it keep their bytes
+    if gallery_match != fmt.GALLERY_MATCHES[0]:
+        extra["gallery_match"] = gallery_match  # absent for the default, likewise
     provenance = _jsonable(dict(provenance or {}))
     terms = list(data_terms or [])
     if "celeba" in json.dumps(provenance).lower() and CELEBA_TERMS not in terms:
@@ -304,7 +311,8 @@ def _random_qnet(spec: nets.NetSpec, seed: int) -> qn.QuantizedNet:
 def build_test_bundle(seed: int = 0, key_path: str | os.PathLike | None = keylib.DEV_PRIVATE_KEY,
                       embed_spec: nets.NetSpec = nets.MODEL_A, threshold: float = 1.1,
                       compatible: list[str] | None = None, model_version: str = "test-0",
-                      rollback_counter: int = 0, golden_per_net: int = 1, mirror_average: bool = False) -> bytes:
+                      rollback_counter: int = 0, golden_per_net: int = 1, mirror_average: bool = False,
+                      gallery_match: str = "nearest") -> bytes:
     """A small signed bundle of random nets for tests (``key_path=None``: unsigned).
 
     Deterministic for a given seed (``created_at`` fixed).  Trusted by the dev key
@@ -317,7 +325,8 @@ def build_test_bundle(seed: int = 0, key_path: str | os.PathLike | None = keylib
               for role, spec in (("align", nets.ALIGN_NET), ("embed", embed_spec))}
     data = build_bundle(align, embed, threshold, list(compatible or DEFAULT_COMPATIBLE), model_version,
                         rollback_counter, {"kind": "random test nets", "seed": seed}, golden,
-                        created_at="2026-01-01T00:00:00+00:00", mirror_average=mirror_average)
+                        created_at="2026-01-01T00:00:00+00:00", mirror_average=mirror_average,
+                        gallery_match=gallery_match)
     return sign_bundle(data, key_path) if key_path is not None else data
 
 

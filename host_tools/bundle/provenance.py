@@ -70,7 +70,8 @@ def checkpoint_net(path: str | Path, checkpoint: dict, net_name: str, method: st
 #: signature is deterministic Ed25519 over the content) and ``--data`` (where the shared data lies on this
 #: machine; the calibration crops are chosen from it by ``--seed``): `bundle rebuild` takes the last two again.
 BUILD_OPTIONS = ("align", "embed", "net", "calibration", "method", "threshold", "compatible", "model_version",
-                 "rollback", "golden", "seed", "created_at", "cohort", "cohort_k", "mirror_average")
+                 "rollback", "golden", "seed", "created_at", "cohort", "cohort_k", "mirror_average",
+                 "gallery_match")
 
 
 def build_args(values: dict) -> list[str]:

@@ -60,6 +60,9 @@ def register(sub) -> None:
     p.add_argument("--mirror-average", action="store_true",
                    help="the board embeds a face as its crop's and the mirror image's embeddings averaged (two net "
                         "runs a face; its own embedding space; θ from `eval-heldout` on a bundle built so)")
+    p.add_argument("--gallery-match", choices=("nearest", "mean"), default="nearest",
+                   help="the distance to an enrolled person: to their nearest embedding, or to their mean embedding "
+                        "(θ from `eval-heldout` on a bundle built so)")
     p.set_defaults(func=bundle_build)
 
     p = bsub.add_parser("rebuild", help="replay the build arguments a bundle records and compare the bytes "
@@ -202,10 +205,13 @@ def _bundle_build(args) -> int:
     golden = bb.golden_inputs(align, embed, args.golden, args.seed)
     # what the build used, recorded as arguments (defaults resolved) so that `bundle rebuild` can replay it
     used = dict(vars(args), threshold=float(threshold), compatible=args.compatible or list(bb.DEFAULT_COMPATIBLE),
-                created_at=args.created_at or bb.utc_now())
+                created_at=args.created_at or bb.utc_now(),
+                # the default is not recorded: bundles built before the option rebuild to their bytes
+                gallery_match=None if args.gallery_match == "nearest" else args.gallery_match)
     prov = provenance.bundle_provenance(align_prov, embed_prov, provenance.build_args(used))
     data = bb.build_bundle(align, embed, threshold, used["compatible"], args.model_version, args.rollback, prov,
-                           golden, created_at=used["created_at"], mirror_average=args.mirror_average)
+                           golden, created_at=used["created_at"], mirror_average=args.mirror_average,
+                           gallery_match=args.gallery_match)
     if args.cohort:
         from wearface.firmware.board import boards_dir
         from wearface.host_tools.train.board_path_eval import board_path_cohort
@@ -215,7 +221,7 @@ def _bundle_build(args) -> int:
         data = bb.build_bundle(align, embed, threshold, used["compatible"], args.model_version, args.rollback, prov,
                                golden, created_at=used["created_at"], cohort=cohort,
                                cohort_k=10 if args.cohort_k is None else args.cohort_k,
-                               mirror_average=args.mirror_average)
+                               mirror_average=args.mirror_average, gallery_match=args.gallery_match)
     if args.key:
         data = bb.sign_bundle(data, args.key)
     bb.write_bytes_atomic(args.output, data)

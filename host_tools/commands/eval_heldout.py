@@ -30,6 +30,9 @@ def register(sub) -> None:
                    help="decide with the cohort-normalised rule, the cohort being N training identities (0: the "
                         "board's rule, distance < θ)")
     p.add_argument("--cohort-k", type=int, default=10, help="the cohort distance is the probe's k-th nearest (default 10)")
+    p.add_argument("--gallery-match", choices=("nearest", "mean"), default="",
+                   help="the distance to an enrolled person: to their nearest image or their mean embedding "
+                        "(default: the bundle's own)")
     p.add_argument("--json", default="", help="write the figures to this JSON file")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
@@ -62,10 +65,13 @@ def run(args) -> int:
         gallery.update(cohort=hb.cohort, cohort_k=args.cohort_k)
     elif carried.cohort is not None:  # the bundle's own rule: its cohort, its k
         gallery.update(cohort=carried.cohort, cohort_k=carried.cohort_k)
+    gallery_match = args.gallery_match or carried.gallery_match
+    gallery.update(gallery_match=gallery_match)
     # θ from the tune half: the smaller of the clean and the damaged choice, so the decision holds on both
     theta = args.theta or min(H.choose_theta(emb[tune], hb.identities[tune], args.strangers, **gallery)
                               for emb in (hb.clean, hb.hard))
-    figures = {"bundle": args.bundle, "theta": theta, "theta_from": "given" if args.theta else
+    figures = {"bundle": args.bundle, "theta": theta, "gallery_match": gallery_match,
+               "theta_from": "given" if args.theta else
                f"tune half of the held-out identities, strangers named <= {args.strangers}",
                "excluded_identities_trained_on": args.exclude_trained_on or None,
                "rule": "cohort-normalised: " + decision_rule(len(hb.cohort), args.cohort_k, "training identities")
@@ -73,7 +79,8 @@ def run(args) -> int:
                        if carried.cohort is not None else "board: " + carried.rule,
                "identities": int(len(set(hb.identities.tolist()))),
                "undetected": {"clean": hb.undetected_clean, "hard": hb.undetected_hard, "of": len(hb.identities)}}
-    print(f"{args.bundle}: rule {figures['rule']}")
+    print(f"{args.bundle}: rule {figures['rule']}; the distance to a person: "
+          + ("to their mean embedding" if gallery_match == "mean" else "to their nearest enrolment image"))
     print(f"θ = {theta:.3f} ({figures['theta_from']}); detector misses: clean {hb.undetected_clean}, "
           f"damaged {hb.undetected_hard} of {len(hb.identities)} (their known frame used)")
     print(f"{'report half':<10} {'verif. acc':>10} {'TAR@1e-3':>9} {'strangers named':>16} {'named right':>12} "

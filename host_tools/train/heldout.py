@@ -115,19 +115,25 @@ def cohort_scale(emb: np.ndarray, cohort: np.ndarray, k: int) -> np.ndarray:
 
 
 def open_set(emb: np.ndarray, labels: np.ndarray, theta: float, people: int = 40, per_person: int = 3,
-             trials: int = 20, seed: int = 0, cohort: np.ndarray | None = None, cohort_k: int = 10) -> OpenSet:
+             trials: int = 20, seed: int = 0, cohort: np.ndarray | None = None, cohort_k: int = 10,
+             gallery_match: str = "nearest") -> OpenSet:
     """The board's decision on a wearer-like gallery, averaged over ``trials`` random galleries.
 
     Enrolled people are drawn among identities with more than ``per_person`` images; each enrols
     ``per_person`` random images; all identities not drawn are strangers.  ``cohort``: decide on distance /
-    ``cohort_scale`` (module docstring) instead of the distance."""
+    ``cohort_scale`` (module docstring) instead of the distance.  ``gallery_match``: the distance to a person is
+    to their nearest enrolment image ("nearest") or to their mean embedding ("mean"), as ``Gallery.match``."""
     scale = cohort_scale(emb, cohort, cohort_k) if cohort is not None else None
-    return _open_set(emb, labels, theta, people, per_person, trials, seed, scale)
+    return _open_set(emb, labels, theta, people, per_person, trials, seed, scale, gallery_match)
 
 
 def _open_set(emb, labels, theta: float, people: int, per_person: int, trials: int, seed: int,
-              scale: np.ndarray | None) -> OpenSet:
+              scale: np.ndarray | None, gallery_match: str = "nearest") -> OpenSet:
     """``open_set`` with each embedding's divisor given (None: 1, the board's rule)."""
+    from wearface.firmware.gallery import _templates  # the board's own templates
+
+    if gallery_match not in ("nearest", "mean"):
+        raise DataError(f"open set: gallery_match {gallery_match!r} (expected 'nearest' or 'mean')")
     labels = np.asarray(labels)
     e = np.asarray(emb, dtype=np.float32)
     scale = np.ones(len(e), np.float32) if scale is None else scale
@@ -148,6 +154,8 @@ def _open_set(emb, labels, theta: float, people: int, per_person: int, trials: i
             probe_rows += list(rows[per_person:])
         stranger_rows = np.flatnonzero(~np.isin(labels, enrolled))
         gallery, owners = e[gal_rows], np.asarray(owners)
+        if gallery_match == "mean":
+            gallery, owners = _templates(gallery, owners, people), np.arange(people)
 
         def decide(rows):
             d = np.sqrt(np.maximum(((e[rows][:, None, :] - gallery[None, :, :]) ** 2).sum(-1), 0.0))
@@ -171,7 +179,7 @@ def _open_set(emb, labels, theta: float, people: int, per_person: int, trials: i
 
 def choose_theta(emb: np.ndarray, labels: np.ndarray, strangers_named: float = 0.01, people: int = 40,
                  per_person: int = 3, trials: int = 20, seed: int = 0, cohort: np.ndarray | None = None,
-                 cohort_k: int = 10) -> float:
+                 cohort_k: int = 10, gallery_match: str = "nearest") -> float:
     """The largest θ (most people named) whose open-set stranger rate on these images is <= the target.
 
     Bisection on θ: the stranger rate grows with θ.  Distances of unit vectors are <= 2; with a ``cohort`` θ
@@ -180,6 +188,6 @@ def choose_theta(emb: np.ndarray, labels: np.ndarray, strangers_named: float = 0
     scale = cohort_scale(emb, cohort, cohort_k) if cohort is not None else None  # once, not per bisection step
     for _ in range(24):
         mid = (lo + hi) / 2
-        rate = _open_set(emb, labels, mid, people, per_person, trials, seed, scale).strangers_named
+        rate = _open_set(emb, labels, mid, people, per_person, trials, seed, scale, gallery_match).strangers_named
         lo, hi = (mid, hi) if rate <= strangers_named else (lo, mid)
     return lo

@@ -288,3 +288,66 @@ def test_the_board_decides_with_the_cohort_its_bundle_carries(tmp_path):
     assert plain.state == "running" and plain.gallery.cohort is None  # a bundle without one: the distance decides
     assert plain.enroll_images("grace", [face])["distance_threshold"] == pytest.approx(plain.gallery.threshold)
     plain.close()
+
+
+def test_mean_matching_measures_the_distance_to_each_persons_template(tmp_path):
+    """gallery_match "mean": the distance to a person is to the unit mean of their embeddings."""
+    g = Gallery(tmp_path / "g.sqlite", "space1", threshold=0.3)
+    ann = np.stack([_unit(1, 0.5, 0, 0), _unit(1, -0.5, 0, 0)])  # the probe lies between ann's two images
+    g.add("ann", ann)
+    g.add("bob", _unit(1, 0, 0.35, 0))
+    probe = _unit(1, 0, 0, 0)
+    nearest = g.match(probe)  # 0.46 from either of ann's images, 0.34 from bob's one: not named at θ 0.3
+    assert nearest.nearest == "bob" and nearest.name is None
+    assert g.set_model("space1", 0.3, gallery_match="mean") == []
+    mean = g.match(probe)  # ann's template is the probe itself
+    assert mean.name == "ann" and mean.distance == pytest.approx(0.0, abs=1e-6) and mean.next_name == "bob"
+    assert g.nearest(probe, 2) == [{"name": "ann", "distance": pytest.approx(0.0, abs=1e-5)},
+                                   {"name": "bob", "distance": pytest.approx(nearest.distance, abs=1e-5)}]
+    g.add("ann", _unit(0, 0, 0, 1))  # a new enrolment moves the template at once
+    template = _unit(*(ann.sum(axis=0) + _unit(0, 0, 0, 1)))
+    assert {p["name"]: p["distance"] for p in g.nearest(probe, 2)}["ann"] == pytest.approx(
+        np.linalg.norm(probe - template), abs=1e-5)
+    assert g.match(probe).nearest == "bob"  # ann's template moved away from the probe
+    with pytest.raises(GalleryError) as err:
+        g.set_model("space1", 0.3, gallery_match="median")
+    assert err.value.reason == "bad_match"
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from("abcd"), st.integers(0, 5)), min_size=1, max_size=12))
+def test_mean_match_agrees_with_brute_force(tmp_path_factory, enrolments):
+    vectors = np.random.default_rng(7).normal(size=(6, 8)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    g = Gallery(tmp_path_factory.mktemp("g") / "g.sqlite", "s", threshold=1.0)
+    g.set_model("s", 1.0, gallery_match="mean")
+    stored = {}
+    for name, k in enrolments:
+        g.add(name, vectors[k])
+        stored.setdefault(name, []).append(vectors[k])
+    q = vectors[0] * 0.6 + vectors[1] * 0.8
+    q /= np.linalg.norm(q)
+    dist = {}
+    for n, vs in stored.items():
+        t = np.sum(vs, axis=0)
+        t = t / np.linalg.norm(t) if np.linalg.norm(t) > 1e-12 else np.zeros_like(t)
+        dist[n] = float(np.linalg.norm(q - t))
+    m = g.match(q)
+    assert m.distance == pytest.approx(min(dist.values()), abs=1e-5)
+    assert dist[m.nearest] == pytest.approx(m.distance, abs=1e-5)
+    g.close()
+
+
+def test_the_board_matches_as_its_bundle_says(tmp_path):
+    from wearface.host_tools.bundle import bundle_build
+
+    app = BoardApp(make_board(tmp_path), frames=[])
+    flash_app(app, bundle_build.build_test_bundle(1, gallery_match="mean"))
+    app.reboot()
+    assert app.state == "running" and app.gallery.gallery_match == "mean"
+    app.close()
+    plain = BoardApp(make_board(tmp_path / "plain"), frames=[])
+    flash_app(plain, signed_bundle(1))
+    plain.reboot()
+    assert plain.state == "running" and plain.gallery.gallery_match == "nearest"
+    plain.close()

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from wearface.firmware import bundle as fmt
 from wearface.firmware.errors import BundleError, BundleReason
 from wearface.host_tools.bundle import bundle_build, keys
+from wearface.host_tools.errors import BundleBuildError
 from wearface.kernels import nets
 from wearface.kernels import qnet as qn
 
@@ -154,6 +155,8 @@ def test_golden_mismatch(signed_bundle, dev_public_key, dev_private_key):
     # mirror averaging changes the embedding: a bundle that claims it under the plain space is refused
     (lambda m: m.update(mirror_average=True), "embedding_space"),
     (lambda m: m.update(mirror_average=1), "mirror_average: expected bool"),
+    (lambda m: m.update(gallery_match="median"), "gallery_match = 'median'"),
+    (lambda m: m.update(gallery_match=1), "gallery_match: expected str"),
     (lambda m: m["nets"]["embed"]["layers"][0].update(kernel=3), "differ from kernels.nets"),
     (lambda m: m["tensors"][0].update(offset=8), "not aligned"),
     (lambda m: m["tensors"][0].update(size_bytes=1), "needs"),
@@ -293,8 +296,16 @@ def test_a_malformed_cohort_is_a_bad_manifest(dev_public_key, dev_private_key, m
 
 
 def test_build_refuses_an_odd_cohort():
-    from wearface.host_tools.errors import BundleBuildError
-
     for cohort, k in ((np.ones((2, 128)), 3), (np.ones(128), 1), (np.full((4, 128), np.nan), 1)):
         with pytest.raises(BundleBuildError, match="cohort"):
             _cohort_bundle(cohort, k)
+
+
+def test_gallery_match_is_carried_and_absent_by_default(dev_public_key):
+    plain = fmt.read_bundle(bundle_build.build_test_bundle(3))
+    assert plain.gallery_match == "nearest" and "gallery_match" not in plain.manifest
+    mean = fmt.verify_bundle(bundle_build.build_test_bundle(3, gallery_match="mean"), [dev_public_key], BOARD)
+    assert mean.gallery_match == "mean" and "mean embedding" in mean.rule
+    assert mean.embedding_space == plain.embedding_space  # the same nets: the gallery's embeddings stay usable
+    with pytest.raises(BundleBuildError, match="gallery_match"):
+        bundle_build.build_test_bundle(3, gallery_match="median")

@@ -95,3 +95,33 @@ def test_a_cohort_at_the_same_distance_from_every_face_is_the_board_rule_at_a_sc
     assert open_set(faces, ids, theta, people=20, trials=3, cohort=cohort).strangers_named <= 0.02
     assert theta > 0.5  # a ratio to sqrt(2), not a distance: the bisection reaches past the board's range
 
+
+
+def test_open_set_with_mean_matching_decides_as_the_board_gallery(tmp_path):
+    """``gallery_match="mean"``: each simulated decision is the one ``Gallery.match`` makes on the same gallery."""
+    from wearface.firmware.gallery import Gallery
+
+    emb, ids = _clusters(n_ids=30, per_id=4, spread=0.2, seed=2)
+    emb = emb.astype(np.float32)
+    people, per = 6, 2
+    r = open_set(emb, ids, 1.2, people=people, per_person=per, trials=1, seed=5, gallery_match="mean")
+    # the same draw as heldout._open_set's first trial
+    rng = np.random.default_rng(5)
+    u, counts = np.unique(ids, return_counts=True)
+    enrolled = rng.choice(u[counts > per], people, replace=False)
+    g = Gallery(tmp_path / "g.sqlite", "s", 1.2)
+    g.set_model("s", 1.2, gallery_match="mean")
+    probes = []
+    for pid in enrolled:
+        rows = rng.permutation(np.flatnonzero(ids == pid))
+        g.add(str(pid), emb[rows[:per]])
+        probes += [(r_, str(pid)) for r_ in rows[per:]]
+    strangers = np.flatnonzero(~np.isin(ids, enrolled))
+    named = np.mean([g.match(emb[i]).name is not None for i in strangers])
+    right = np.mean([g.match(emb[i]).name == who for i, who in probes])
+    assert (r.strangers_named, r.named_correctly) == pytest.approx((named, right), abs=1e-9)
+    assert 0 < r.strangers_named < 1 and 0 < r.named_correctly < 1  # a figure that could differ
+    nearest = open_set(emb, ids, 1.2, people=people, per_person=per, trials=1, seed=5)
+    assert (nearest.strangers_named, nearest.named_correctly) != (r.strangers_named, r.named_correctly)
+    with pytest.raises(DataError):
+        open_set(emb, ids, 0.9, people=people, per_person=per, trials=1, gallery_match="median")
