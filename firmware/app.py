@@ -141,7 +141,7 @@ class BoardApp:
                 self.model, self.state = model, RUNNING
                 stale = self.gallery.set_model(str(result.bundle.embedding_space), float(result.bundle.threshold),
                                                result.bundle.cohort, result.bundle.cohort_k,
-                                               result.bundle.gallery_match)
+                                               result.bundle.gallery_match, result.bundle.threshold_by_count)
                 if stale:
                     self.bus.publish(ev.GALLERY_NEEDS_REENROLMENT, names=stale,
                                      embedding_space=str(result.bundle.embedding_space))
@@ -407,10 +407,10 @@ class BoardApp:
         spread = np.linalg.norm(vectors - mean, axis=1)
         if self.pipeline is not None:
             self.pipeline.rematch()
-        theta = float(model.bundle.threshold)
+        theta = self.gallery.threshold_for(name)  # this person's θ (by their enrolment count, when the model says)
         # the spread is a distance: with a cohort θ bounds a ratio, so also say what distance it means for this
         # person's mean, the scale the host compares the spread with
-        distance_theta = self.gallery.distance_threshold(mean)
+        distance_theta = self.gallery.distance_threshold(mean, name)
         result = {"name": name, "added": int(len(vectors)), "embeddings": entry["usable"],
                   "spread_mean": round(float(spread.mean()), 4), "spread_max": round(float(spread.max()), 4),
                   "threshold": theta, "distance_threshold": round(distance_theta, 4), "faces": found}

@@ -23,6 +23,8 @@ Manifest (JSON object): ``format_version``, ``model_version`` (str), ``rollback_
 distance < θ; ``"l2_cohort"``: distance / the probe's ``k``-th nearest distance to a cohort of strangers < θ,
 the cohort given by ``cohort``: ``{"tensor": name, "k": int}``, an int8 (M, D) tensor of unit embeddings x
 ``COHORT_SCALE``, the embedding net's own, of faces no wearer enrols),
+``threshold_by_count`` (optional list of 1..16 positive numbers: θ for a person with 1, 2, ... usable enrolment
+embeddings, the last entry for more; absent: ``threshold`` for everyone),
 ``gallery_match`` (optional, default ``"nearest"``: the distance to an enrolled person is the distance to the
 nearest of their embeddings; ``"mean"``: to their template, the L2-normalised mean of their embeddings: θ is
 chosen for one of the two, so the bundle says which),
@@ -95,6 +97,8 @@ LAYER_TYPES = {cls.__name__: cls for cls in (nets.Conv, nets.MaxPool, nets.Flatt
 THRESHOLD_METRICS = ("l2", "l2_cohort")
 #: how the gallery measures the distance to an enrolled person (manifest ``gallery_match``; the first: absent)
 GALLERY_MATCHES = ("nearest", "mean")
+#: the longest ``threshold_by_count`` table
+THRESHOLD_BY_COUNT_MAX = 16
 #: a cohort tensor holds round(unit embedding x COHORT_SCALE) as int8; at most COHORT_MAX rows
 COHORT_SCALE = 127.0
 COHORT_MAX = 65536
@@ -147,6 +151,8 @@ class Bundle:
     mirror_average: bool = False
     #: the distance to an enrolled person: to their nearest embedding ("nearest") or to their mean ("mean")
     gallery_match: str = "nearest"
+    #: θ for a person with 1, 2, ... enrolment embeddings (the last for more); () = ``threshold`` for everyone
+    threshold_by_count: tuple = ()
 
     @property
     def signed(self) -> bool:
@@ -159,8 +165,13 @@ class Bundle:
     @property
     def rule(self) -> str:
         """The bundle's decision rule in words (``decision_rule``)."""
-        return decision_rule(0 if self.cohort is None else len(self.cohort), self.cohort_k,
+        rule = decision_rule(0 if self.cohort is None else len(self.cohort), self.cohort_k,
                              gallery_match=self.gallery_match)
+        if self.threshold_by_count:
+            rule += ("; θ by the person's enrolment images: "
+                     + ", ".join(f"{i + 1}{'+' if i + 1 == len(self.threshold_by_count) else ''}: {t:.4f}"
+                                 for i, t in enumerate(self.threshold_by_count)))
+        return rule
 
 
 def decision_rule(cohort_size: int, k: int, cohort: str = "its cohort", gallery_match: str = "nearest") -> str:
@@ -576,6 +587,13 @@ def parse_manifest(container: Container) -> Bundle:
     gallery_match = r.get(manifest, "gallery_match", str, "") if "gallery_match" in manifest else GALLERY_MATCHES[0]
     if gallery_match not in GALLERY_MATCHES:
         r.fail(f"manifest gallery_match = {gallery_match!r:.40} (expected one of {GALLERY_MATCHES})")
+    by_count = r.get(manifest, "threshold_by_count", list, "") if "threshold_by_count" in manifest else []
+    if "threshold_by_count" in manifest and not 1 <= len(by_count) <= THRESHOLD_BY_COUNT_MAX:
+        r.fail(f"manifest threshold_by_count: {len(by_count)} entries (expected 1..{THRESHOLD_BY_COUNT_MAX})")
+    for i, t in enumerate(by_count):
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or not t > 0:
+            r.fail(f"manifest threshold_by_count[{i}] = {t!r:.40} (expected a positive number)")
+    by_count = tuple(float(t) for t in by_count)
     space = r.get(manifest, "embedding_space", str, "")
     actual_space = embedding_space_id(qnets["embed"], mirror_average)
     if space != actual_space:
@@ -599,6 +617,7 @@ def parse_manifest(container: Container) -> Bundle:
         cohort_k=cohort_k,
         mirror_average=mirror_average,
         gallery_match=gallery_match,
+        threshold_by_count=by_count,
     )
 
 

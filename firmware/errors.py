@@ -72,7 +72,7 @@ class SlotError(ReasonError):
 
 class GalleryError(ReasonError):
     """A gallery request was refused (``unknown_name``, ``bad_name``, ``bad_embedding``, ``bad_crop``, ``bad_cohort``,
-    ``bad_match``)."""
+    ``bad_match``, ``bad_threshold``)."""
 
 
 class EnrollError(ReasonError):

@@ -122,7 +122,8 @@ def cohort_distance(embeddings: np.ndarray, cohort: np.ndarray, k: int) -> np.nd
 class Match:
     """The answer for one embedding.  ``name`` is None for "unknown" (``score`` >= θ or empty gallery);
     ``nearest`` is the nearest person either way; ``margin`` = next person's distance - ``distance``;
-    ``score``: what was compared with θ (``distance``, or distance / cohort distance with a cohort)."""
+    ``score``: what was compared with θ (``distance``, or distance / cohort distance with a cohort); ``threshold``:
+    that θ (the nearest person's, ``Gallery.threshold_for``)."""
 
     name: Optional[str]
     nearest: Optional[str]
@@ -130,10 +131,11 @@ class Match:
     margin: Optional[float]
     next_name: Optional[str]
     score: Optional[float] = None
+    threshold: Optional[float] = None
 
     def to_json(self) -> dict:
         return {"name": self.name, "nearest": self.nearest, "distance": self.distance, "margin": self.margin,
-                "next_name": self.next_name, "score": self.score}
+                "next_name": self.next_name, "score": self.score, "threshold": self.threshold}
 
 
 #: Unicode categories refused anywhere in a name: control characters (Cc: C0, DEL, C1 incl. U+0085 NEL),
@@ -192,6 +194,9 @@ class Gallery:
         self.cohort: Optional[np.ndarray] = None  # float32 (M, D) unit rows, or None: decide on the distance
         self.cohort_k = 0
         self.gallery_match = "nearest"  # or "mean": the distance to a person's mean embedding (bundle.gallery_match)
+        #: θ for a person with 1, 2, ... usable embeddings, the last for more (bundle.threshold_by_count); () = θ
+        self.threshold_by_count: tuple = ()
+        self._counts = np.zeros(0, np.int64)  # usable embeddings of each person, in _names order
         self._matrix = np.zeros((0, 0), np.float32)
         self._templates = np.zeros((0, 0), np.float32)  # (P, D) each person's unit mean embedding, in _names order
         self._owners: np.ndarray = np.zeros(0, np.int64)
@@ -224,19 +229,24 @@ class Gallery:
             self._db.close()
 
     def set_model(self, embedding_space: str, threshold: float, cohort: Optional[np.ndarray] = None,
-                  cohort_k: int = 0, gallery_match: str = "nearest") -> list[str]:
+                  cohort_k: int = 0, gallery_match: str = "nearest", threshold_by_count=()) -> list[str]:
         """Switch to a loaded model's space, θ, cohort (``bundle.cohort``, ``bundle.cohort_k``; None: decide on
-        the distance) and ``gallery_match`` ("nearest" or "mean"); returns the names that need re-enrolment."""
+        the distance), ``gallery_match`` ("nearest" or "mean") and θ by a person's enrolment count
+        (``bundle.threshold_by_count``); returns the names that need re-enrolment."""
         if cohort is not None and not 1 <= cohort_k <= len(cohort):
             raise GalleryError("bad_cohort", f"cohort_k {cohort_k} must be in 1..{len(cohort)} (the cohort's rows)")
         if gallery_match not in ("nearest", "mean"):
             raise GalleryError("bad_match", f"gallery_match {gallery_match!r:.40} must be 'nearest' or 'mean'")
+        by_count = tuple(float(t) for t in threshold_by_count)
+        if not all(np.isfinite(t) and t > 0 for t in by_count):
+            raise GalleryError("bad_threshold", f"threshold_by_count {by_count!r:.80}: expected positive numbers")
         with self._lock:
             self.embedding_space = embedding_space
             self.threshold = float(threshold)
             self.cohort = None if cohort is None else np.asarray(cohort, np.float32)
             self.cohort_k = int(cohort_k) if cohort is not None else 0
             self.gallery_match = gallery_match
+            self.threshold_by_count = by_count
             self._reload()
             return self.needs_reenrolment()
 
@@ -257,6 +267,7 @@ class Gallery:
                 self._owners = np.zeros(0, np.int64)
             self._names = names
             self._templates = _templates(self._matrix, self._owners, len(names))
+            self._counts = np.bincount(self._owners, minlength=len(names))
 
     # ----------------------------------------------------------------------------- writing
 
@@ -445,25 +456,36 @@ class Gallery:
             margin, next_name = float(per_person[runner]) - distance, names[runner]
         else:
             margin, next_name = None, None
-        threshold, scale = self._rule_for(embedding)
+        threshold, scale = self._rule_for(embedding, names[best])
         score = distance if scale == 1.0 else distance / scale if scale > 0 else float("inf")
         name = names[best] if score < threshold else None
-        return Match(name, names[best], distance, margin, next_name, score)
+        return Match(name, names[best], distance, margin, next_name, score, threshold)
 
-    def _rule_for(self, embedding: np.ndarray) -> tuple[float, float]:
-        """(θ, the scale a distance is divided by before it meets θ) for the probe ``embedding`` (D,): 1.0 without
-        a cohort, else its k-th nearest cohort distance (metric "l2_cohort")."""
+    def threshold_for(self, name: Optional[str] = None) -> float:
+        """θ for the person ``name``: by their usable embeddings' count when the model gives a table
+        (``threshold_by_count``), else the model's θ (also for None or a name not matchable now)."""
+        with self._lock:
+            by_count, names, counts = self.threshold_by_count, self._names, self._counts
+            if not by_count or name not in names:
+                return self.threshold
+            n = int(counts[names.index(name)])
+        return by_count[min(max(n, 1), len(by_count)) - 1]
+
+    def _rule_for(self, embedding: np.ndarray, name: Optional[str] = None) -> tuple[float, float]:
+        """(θ for the person ``name``, the scale a distance is divided by before it meets θ) for the probe
+        ``embedding`` (D,): 1.0 without a cohort, else its k-th nearest cohort distance (metric "l2_cohort")."""
         with self._lock:  # one model's θ and cohort together, even while set_model switches them
-            threshold, cohort, k = self.threshold, self.cohort, self.cohort_k
+            threshold, cohort, k = self.threshold_for(name), self.cohort, self.cohort_k
         e = np.asarray(embedding, np.float32).reshape(-1)
         if cohort is not None and cohort.shape[1] == e.size:
             return threshold, float(cohort_distance(e, cohort, k)[0])
         return threshold, 1.0
 
-    def distance_threshold(self, embedding: np.ndarray) -> float:
-        """The distance under which the probe ``embedding`` (D,) is named: θ, or with a cohort θ x its k-th nearest
-        cohort distance (θ bounds a ratio there; this is what it means in distance for this probe)."""
-        threshold, scale = self._rule_for(embedding)
+    def distance_threshold(self, embedding: np.ndarray, name: Optional[str] = None) -> float:
+        """The distance under which the probe ``embedding`` (D,) is named as ``name`` (None: the model's θ): θ, or
+        with a cohort θ x its k-th nearest cohort distance (θ bounds a ratio there; this is what it means in
+        distance for this probe)."""
+        threshold, scale = self._rule_for(embedding, name)
         return threshold * scale
 
     def nearest(self, embedding: np.ndarray, k: int = 3) -> list[dict]:

@@ -264,8 +264,9 @@ class Pipeline:
         if details is not None:
             self.bus.publish(ev.DEBUG_EXPLAIN, track=track.id, frame=index, box=_box_json(box), crop=crop,
                              view=details["view"], alignment=details["correction"], name=match.name,
-                             distance=match.distance, score=match.score, threshold=self.gallery.threshold,
-                             distance_threshold=self.gallery.distance_threshold(track.mean_embedding()),
+                             distance=match.distance, score=match.score,
+                             threshold=self.gallery.threshold_for(match.nearest),
+                             distance_threshold=self.gallery.distance_threshold(track.mean_embedding(), match.nearest),
                              nearest=self.gallery.nearest(track.mean_embedding(), 3), n_embeddings=len(track.embeddings))
 
     def _decide(self, track, match, index: int) -> None:

@@ -10,7 +10,8 @@
 # Steps (~15 min on 2 shared vCPUs; 2 min 42 s on session 10's AVX-512 VNNI machine): build with a placeholder θ;
 # `wearface eval-heldout` (the bundle's own cohort and rule) chooses θ; the same build with that θ and MODEL_VERSION
 # into OUT; `eval-heldout --theta` and `eval-board` on it.
-# Figures land in OUT.heldout.json, OUT.heldout.txt and OUT.lfw.txt beside a temporary OUT (default /tmp/wf-ship).
+# Figures land in OUT.heldout.json/.txt (3 enrolment images a person), OUT.heldout1/2.json/.txt (1 and 2) and
+# OUT.lfw.txt beside a temporary OUT (default /tmp/wf-ship).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CKPT=${1:?embedding checkpoint (.pt)}; VERSION=${2:?model version, e.g. 1.4-a94}
@@ -21,8 +22,8 @@ REPORT=${OUT%.wfb}
 [ "$OUT" = models/default.wfb ] && REPORT=/tmp/wf-ship/default
 mkdir -p "$(dirname "$REPORT")" /tmp/wf-ship
 CREATED=$(date -u +%Y-%m-%dT%H:%M:%S+00:00)
-build() {  # build THETA VERSION FILE
-  wearface bundle build -o "$3" --align models/checkpoints/align.pt --embed "$CKPT" --data "$DATA" \
+build() {  # build THETA VERSION FILE [MORE BUILD ARGUMENTS]
+  wearface bundle build -o "$3" --align models/checkpoints/align.pt --embed "$CKPT" --data "$DATA" "${@:4}" \
     --calibration 128 --method mse --threshold "$1" --cohort 1000 --mirror-average --gallery-match "$MATCH" \
     --key keys/dev_ed25519.pem \
     --model-version "$2" --rollback 0 --created-at "$CREATED"
@@ -31,12 +32,24 @@ build() {  # build THETA VERSION FILE
 PLACEHOLDER=$REPORT.placeholder
 build 0.74 placeholder "$PLACEHOLDER.wfb"
 # θ names at most 0.5% of strangers on the tune half: at 1% the 1,504,000-image model named 0.92% of the report
-# half's strangers, the 2,368,000-image one 2.49% (docs/RESULTS.md "The shipped bundle 1.4-a94")
-wearface eval-heldout "$PLACEHOLDER.wfb" --data "$DATA" --strangers 0.005 --json "$PLACEHOLDER.json" \
-  --no-progress
-# rounded down to 4 digits: a smaller θ names fewer strangers, never more
-THETA=$(python3 -c "import json, math, sys; print(math.floor(json.load(open(sys.argv[1]))['theta'] * 1e4) / 1e4)" "$PLACEHOLDER.json")
-echo "θ from the held-out tune half: $THETA"
-build "$THETA" "$VERSION" "$OUT"
+# half's strangers, the 2,368,000-image one 2.49% (docs/RESULTS.md "The shipped bundle 1.4-a94").  One θ for each
+# enrolment count a person may have, 1, 2 and 3 or more (galleries of 40 people with that many images each): a
+# person's mean embedding over more images lies nearer both their own faces and strangers' (session 11).
+THETAS=()
+for N in 1 2 3; do
+  wearface eval-heldout "$PLACEHOLDER.wfb" --data "$DATA" --strangers 0.005 --per-person "$N" \
+    --json "$PLACEHOLDER.$N.json" --no-progress
+  # rounded down to 4 digits: a smaller θ names fewer strangers, never more
+  THETAS+=("$(python3 -c "import json, math, sys; print(math.floor(json.load(open(sys.argv[1]))['theta'] * 1e4) / 1e4)" \
+    "$PLACEHOLDER.$N.json")")
+done
+THETA=${THETAS[2]}
+echo "θ from the held-out tune half, for 1, 2 and 3+ enrolment images: ${THETAS[*]}"
+build "$THETA" "$VERSION" "$OUT" --threshold-by-count "${THETAS[0]}" --threshold-by-count "${THETAS[1]}" \
+  --threshold-by-count "${THETAS[2]}"
 wearface eval-heldout "$OUT" --data "$DATA" --theta "$THETA" --json "$REPORT.heldout.json" --no-progress | tee "$REPORT.heldout.txt"
+for N in 1 2; do
+  wearface eval-heldout "$OUT" --data "$DATA" --per-person "$N" --theta "${THETAS[$((N - 1))]}" \
+    --json "$REPORT.heldout$N.json" --no-progress | tee "$REPORT.heldout$N.txt"
+done
 wearface eval-board "$OUT" --lfw "$DATA/lfw" --no-progress | tee "$REPORT.lfw.txt"

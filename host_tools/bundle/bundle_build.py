@@ -146,7 +146,7 @@ def build_bundle(align_qnet: qn.QuantizedNet, embed_qnet: qn.QuantizedNet, thres
                  golden_inputs: dict | None = None, threshold_metric: str = "l2",
                  created_at: str | None = None, data_terms: list[str] | None = None,
                  cohort: np.ndarray | None = None, cohort_k: int = 10, mirror_average: bool = False,
-                 gallery_match: str = "nearest") -> bytes:
+                 gallery_match: str = "nearest", threshold_by_count=None) -> bytes:
     """An unsigned bundle (bytes).
 
     ``cohort``: float (M, D) unit embeddings of strangers by this embedding net (``board_path_eval.
@@ -156,6 +156,7 @@ def build_bundle(align_qnet: qn.QuantizedNet, embed_qnet: qn.QuantizedNet, thres
     renormalised (the manifest's ``mirror_average``; its own embedding space).  A cohort must be embedded so too.
     ``gallery_match``: the distance to an enrolled person, to their nearest embedding ("nearest") or to their mean
     embedding ("mean"); θ must be chosen for the same one (``wearface eval-heldout`` follows the bundle's).
+    ``threshold_by_count``: θ for a person with 1, 2, ... enrolment embeddings, the last for more (None: θ for all).
 
     ``golden_inputs``: ``{"align": [uint8 (50, 50, 3), ...], "embed": [uint8 (112, 112, 3), ...]}``;
     None gives GOLDEN_PER_NET seeded noise images per net.  Their outputs are computed here by
@@ -174,6 +175,11 @@ def build_bundle(align_qnet: qn.QuantizedNet, embed_qnet: qn.QuantizedNet, thres
         raise BundleBuildError(f"rollback counter must be an int in 0..2^32-1, got {rollback_counter!r}")
     if gallery_match not in fmt.GALLERY_MATCHES:
         raise BundleBuildError(f"gallery_match must be one of {fmt.GALLERY_MATCHES}, got {gallery_match!r}")
+    if threshold_by_count is not None and not (
+            1 <= len(threshold_by_count) <= fmt.THRESHOLD_BY_COUNT_MAX
+            and all(isinstance(t, (int, float)) and math.isfinite(t) and t > 0 for t in threshold_by_count)):
+        raise BundleBuildError(f"threshold_by_count must be 1..{fmt.THRESHOLD_BY_COUNT_MAX} positive numbers, "
+                               f"got {threshold_by_count!r:.80}")
     qnets = {"align": align_qnet, "embed": embed_qnet}
     if golden_inputs is None:
         rng = np.random.default_rng(0x60_1DE7)
@@ -213,6 +219,8 @@ def build_bundle(align_qnet: qn.QuantizedNet, embed_qnet: qn.QuantizedNet, thres
         extra["mirror_average"] = True  # absent when false: bundles without it keep their bytes
     if gallery_match != fmt.GALLERY_MATCHES[0]:
         extra["gallery_match"] = gallery_match  # absent for the default, likewise
+    if threshold_by_count is not None:
+        extra["threshold_by_count"] = [float(t) for t in threshold_by_count]
     provenance = _jsonable(dict(provenance or {}))
     terms = list(data_terms or [])
     if "celeba" in json.dumps(provenance).lower() and CELEBA_TERMS not in terms:
@@ -312,7 +320,7 @@ def build_test_bundle(seed: int = 0, key_path: str | os.PathLike | None = keylib
                       embed_spec: nets.NetSpec = nets.MODEL_A, threshold: float = 1.1,
                       compatible: list[str] | None = None, model_version: str = "test-0",
                       rollback_counter: int = 0, golden_per_net: int = 1, mirror_average: bool = False,
-                      gallery_match: str = "nearest") -> bytes:
+                      gallery_match: str = "nearest", threshold_by_count=None) -> bytes:
     """A small signed bundle of random nets for tests (``key_path=None``: unsigned).
 
     Deterministic for a given seed (``created_at`` fixed).  Trusted by the dev key
@@ -326,7 +334,7 @@ def build_test_bundle(seed: int = 0, key_path: str | os.PathLike | None = keylib
     data = build_bundle(align, embed, threshold, list(compatible or DEFAULT_COMPATIBLE), model_version,
                         rollback_counter, {"kind": "random test nets", "seed": seed}, golden,
                         created_at="2026-01-01T00:00:00+00:00", mirror_average=mirror_average,
-                        gallery_match=gallery_match)
+                        gallery_match=gallery_match, threshold_by_count=threshold_by_count)
     return sign_bundle(data, key_path) if key_path is not None else data
 
 

@@ -71,7 +71,7 @@ def checkpoint_net(path: str | Path, checkpoint: dict, net_name: str, method: st
 #: machine; the calibration crops are chosen from it by ``--seed``): `bundle rebuild` takes the last two again.
 BUILD_OPTIONS = ("align", "embed", "net", "calibration", "method", "threshold", "compatible", "model_version",
                  "rollback", "golden", "seed", "created_at", "cohort", "cohort_k", "mirror_average",
-                 "gallery_match")
+                 "gallery_match", "threshold_by_count")
 
 
 def build_args(values: dict) -> list[str]:

@@ -63,6 +63,9 @@ def register(sub) -> None:
     p.add_argument("--gallery-match", choices=("nearest", "mean"), default="nearest",
                    help="the distance to an enrolled person: to their nearest embedding, or to their mean embedding "
                         "(θ from `eval-heldout` on a bundle built so)")
+    p.add_argument("--threshold-by-count", type=float, action="append", metavar="θ_N",
+                   help="repeat: θ for a person with 1, 2, ... enrolment images, the last for more (each from "
+                        "`eval-heldout --per-person N`); default: --threshold for everyone")
     p.set_defaults(func=bundle_build)
 
     p = bsub.add_parser("rebuild", help="replay the build arguments a bundle records and compare the bytes "
@@ -211,7 +214,7 @@ def _bundle_build(args) -> int:
     prov = provenance.bundle_provenance(align_prov, embed_prov, provenance.build_args(used))
     data = bb.build_bundle(align, embed, threshold, used["compatible"], args.model_version, args.rollback, prov,
                            golden, created_at=used["created_at"], mirror_average=args.mirror_average,
-                           gallery_match=args.gallery_match)
+                           gallery_match=args.gallery_match, threshold_by_count=args.threshold_by_count)
     if args.cohort:
         from wearface.firmware.board import boards_dir
         from wearface.host_tools.train.board_path_eval import board_path_cohort
@@ -221,7 +224,8 @@ def _bundle_build(args) -> int:
         data = bb.build_bundle(align, embed, threshold, used["compatible"], args.model_version, args.rollback, prov,
                                golden, created_at=used["created_at"], cohort=cohort,
                                cohort_k=10 if args.cohort_k is None else args.cohort_k,
-                               mirror_average=args.mirror_average, gallery_match=args.gallery_match)
+                               mirror_average=args.mirror_average, gallery_match=args.gallery_match,
+                               threshold_by_count=args.threshold_by_count)
     if args.key:
         data = bb.sign_bundle(data, args.key)
     bb.write_bytes_atomic(args.output, data)

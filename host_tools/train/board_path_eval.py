@@ -152,7 +152,8 @@ def evaluate_bundle_board_path(bundle_path: str | Path, board_path: str | Path, 
     lfw = lfw_board_path(bundle_path, board_path, lfw_root, pairs_path, per_fold_half, progress)
     emb, keys, pairs, bundle = lfw.emb, lfw.keys, lfw.pairs, lfw.bundle
     result = E.score_pairs(emb, keys, pairs)
-    theta = float(bundle.threshold)
+    # a pair's first image is an enrolment of one image: with a table, that count's θ
+    theta = float(bundle.threshold_by_count[0] if bundle.threshold_by_count else bundle.threshold)
     same, different = accept_at_theta(emb, keys, pairs, theta, bundle.cohort, bundle.cohort_k)
     tar_rule = E.tar_at_far(rule_scores(emb, keys, pairs, bundle.cohort, bundle.cohort_k), pairs.same())
     return BoardPathResult(result, len(keys), lfw.undetected, same, different, theta, bundle.rule, tar_rule)

@@ -342,12 +342,35 @@ def test_the_board_matches_as_its_bundle_says(tmp_path):
     from wearface.host_tools.bundle import bundle_build
 
     app = BoardApp(make_board(tmp_path), frames=[])
-    flash_app(app, bundle_build.build_test_bundle(1, gallery_match="mean"))
+    flash_app(app, bundle_build.build_test_bundle(1, gallery_match="mean", threshold_by_count=[0.9, 0.8]))
     app.reboot()
     assert app.state == "running" and app.gallery.gallery_match == "mean"
+    assert app.gallery.threshold_by_count == (0.9, 0.8)
     app.close()
     plain = BoardApp(make_board(tmp_path / "plain"), frames=[])
     flash_app(plain, signed_bundle(1))
     plain.reboot()
-    assert plain.state == "running" and plain.gallery.gallery_match == "nearest"
+    assert plain.state == "running" and plain.gallery.gallery_match == "nearest" and plain.gallery.threshold_by_count == ()
     plain.close()
+
+
+def test_theta_follows_the_persons_enrolment_count_when_the_model_gives_a_table(tmp_path):
+    g = Gallery(tmp_path / "g.sqlite", "space1", threshold=0.3)
+    g.add("ann", _unit(1, 0, 0, 0))
+    g.add("bob", np.stack([_unit(0, 1, 0, 0), _unit(0, 1, 0.1, 0), _unit(0, 1, -0.1, 0)]))
+    probe_ann, probe_bob = _unit(1, 0.4, 0, 0), _unit(0.4, 1, 0, 0)  # each 0.37 from their person
+    assert g.match(probe_ann).name is None and g.match(probe_bob).name is None  # θ 0.3 for everyone
+    g.set_model("space1", 0.3, threshold_by_count=(0.4, 0.35))  # 1 image: 0.4; 2 or more: 0.35
+    assert g.threshold_for("ann") == 0.4 and g.threshold_for("bob") == 0.35 and g.threshold_for(None) == 0.3
+    named = g.match(probe_ann)
+    assert named.name == "ann" and named.threshold == 0.4
+    assert g.match(probe_bob).name is None and g.match(probe_bob).threshold == 0.35
+    assert g.distance_threshold(probe_ann, "ann") == pytest.approx(0.4)
+    g.set_model("space1", 0.3, threshold_by_count=(0.4, 0.38))
+    assert g.match(probe_bob).name == "bob"
+    g.set_model("space1", 0.3)  # a model without a table: θ again
+    assert g.match(probe_ann).name is None and g.match(probe_ann).threshold == 0.3
+    for bad in ((0.4, -1.0), (float("nan"),)):
+        with pytest.raises(GalleryError) as err:
+            g.set_model("space1", 0.3, threshold_by_count=bad)
+        assert err.value.reason == "bad_threshold"

@@ -157,6 +157,10 @@ def test_golden_mismatch(signed_bundle, dev_public_key, dev_private_key):
     (lambda m: m.update(mirror_average=1), "mirror_average: expected bool"),
     (lambda m: m.update(gallery_match="median"), "gallery_match = 'median'"),
     (lambda m: m.update(gallery_match=1), "gallery_match: expected str"),
+    (lambda m: m.update(threshold_by_count=[]), "threshold_by_count: 0 entries"),
+    (lambda m: m.update(threshold_by_count=[0.7, 0]), "threshold_by_count[1] = 0"),
+    (lambda m: m.update(threshold_by_count=[0.7, "x"]), "threshold_by_count[1] = 'x'"),
+    (lambda m: m.update(threshold_by_count=0.7), "threshold_by_count: expected list"),
     (lambda m: m["nets"]["embed"]["layers"][0].update(kernel=3), "differ from kernels.nets"),
     (lambda m: m["tensors"][0].update(offset=8), "not aligned"),
     (lambda m: m["tensors"][0].update(size_bytes=1), "needs"),
@@ -309,3 +313,13 @@ def test_gallery_match_is_carried_and_absent_by_default(dev_public_key):
     assert mean.embedding_space == plain.embedding_space  # the same nets: the gallery's embeddings stay usable
     with pytest.raises(BundleBuildError, match="gallery_match"):
         bundle_build.build_test_bundle(3, gallery_match="median")
+
+
+def test_threshold_by_count_is_carried_and_absent_by_default(dev_public_key):
+    assert fmt.read_bundle(bundle_build.build_test_bundle(3)).threshold_by_count == ()
+    b = fmt.verify_bundle(bundle_build.build_test_bundle(3, threshold_by_count=[0.76, 0.74, 0.72]), [dev_public_key],
+                          BOARD)
+    assert b.threshold_by_count == (0.76, 0.74, 0.72) and "1: 0.7600, 2: 0.7400, 3+: 0.7200" in b.rule
+    for bad in ([], [0.7, -1], [float("inf")], [0.5] * 17):
+        with pytest.raises(BundleBuildError, match="threshold_by_count"):
+            bundle_build.build_test_bundle(3, threshold_by_count=bad)

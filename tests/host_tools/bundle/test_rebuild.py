@@ -91,14 +91,17 @@ def test_a_mirror_average_build_records_its_switch_and_rebuilds_to_the_same_byte
 
 
 def test_a_mean_match_build_records_its_choice_and_rebuilds_to_the_same_bytes(tmp_path, capsys):
-    _build_random(tmp_path / "m.wfb", "--gallery-match", "mean", "--created-at", "2026-01-01T00:00:00+00:00")
+    _build_random(tmp_path / "m.wfb", "--gallery-match", "mean", "--created-at", "2026-01-01T00:00:00+00:00",
+                  "--threshold-by-count", "0.76", "--threshold-by-count", "0.74")
     _build_random(tmp_path / "p.wfb", "--gallery-match", "nearest", "--created-at", "2026-01-01T00:00:00+00:00")
     _build_random(tmp_path / "d.wfb", "--created-at", "2026-01-01T00:00:00+00:00")
     mean, plain = (read_bundle((tmp_path / n).read_bytes()) for n in ("m.wfb", "p.wfb"))
     assert mean.gallery_match == "mean" and mean.manifest["gallery_match"] == "mean"
     assert (tmp_path / "p.wfb").read_bytes() == (tmp_path / "d.wfb").read_bytes()  # the default: bytes as before
     assert "gallery_match" not in plain.manifest and "--gallery-match" not in plain.manifest["provenance"]["build_args"]
-    assert mean.manifest["provenance"]["build_args"][-2:] == ["--gallery-match", "mean"]
+    assert mean.manifest["provenance"]["build_args"][-6:] == ["--gallery-match", "mean", "--threshold-by-count",
+                                                              "0.76", "--threshold-by-count", "0.74"]
+    assert mean.threshold_by_count == (0.76, 0.74)
     assert mean.embedding_space == plain.embedding_space
     assert main(["bundle", "rebuild", str(tmp_path / "m.wfb"), "-o", str(tmp_path / "again.wfb"), "--key", KEY]) == 0
     assert (tmp_path / "again.wfb").read_bytes() == (tmp_path / "m.wfb").read_bytes()
