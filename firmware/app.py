@@ -307,6 +307,9 @@ class BoardApp:
             "embedding_space": None if bundle is None else str(bundle.embedding_space),
             "threshold": None if bundle is None else float(bundle.threshold),
             "threshold_metric": None if bundle is None else bundle.threshold_metric,
+            # θ for a person with 1, 2, ... enrolment images (the last for more); [] = "threshold" for everyone
+            "threshold_by_count": [] if bundle is None else list(bundle.threshold_by_count),
+            "gallery_match": None if bundle is None else bundle.gallery_match,
             "gallery_size": self.gallery.size(),
             "kernels_path": None if self.model is None else str(self.model.runtime_backend),
             "cpu": {"arch": b.cpu.arch, "core": b.cpu.core, "dotprod": b.cpu.dotprod, **_detected_cpu()},

@@ -158,7 +158,7 @@ def summary_lines(tl: Timeline, info: dict, board_stats: dict, link_stats, monit
         f"{s} {lat[s]:.1f}/{p95.get(s, float('nan')):.1f}" for s in STAGES if isinstance(lat.get(s), (int, float))))
     lines.append(f"slots: active {info.get('active_slot')}, confirmed {info.get('confirmed_slot')}, pending "
                  f"{info.get('pending_slot')}, trial {info.get('trial')}; model {info.get('model_version')} "
-                 f"(θ {info.get('threshold')}), kernels {info.get('kernels_path')}")
+                 f"({_theta_words(info)}), kernels {info.get('kernels_path')}")
     lines.append(f"serial: {link_stats.requests} requests, {link_stats.retries} retries, "
                  f"{link_stats.reconnects} reconnects; {monitor_summary}")
     return lines
@@ -284,3 +284,12 @@ def run_demo(video: str | None = None, enroll: list[tuple[str, str]] | None = No
         elif keep:
             say(f"kept {work}")
     return 0
+
+
+def _theta_words(info: dict) -> str:
+    """The model's θ as the board info gives it: one θ, or θ by a person's enrolment images."""
+    table = info.get("threshold_by_count") or []
+    if not table:
+        return f"θ {info.get('threshold')}"
+    counts = "/".join(str(i + 1) for i in range(len(table))) + "+"
+    return f"θ {'/'.join(str(t) for t in table)} for {counts} enrolment images"
