@@ -46,14 +46,7 @@ def simulate(gallery_emb, probe_emb, labels, mask, cohort, rule, trials=20, peop
     cg = np.sort(_dist(eg, cohort), 1)[:, K - 1]
     strangers, probes, right = [], [], []
     for _ in range(trials):
-        enrolled = rng.choice(eligible, people, replace=False)
-        gal, own, pro = [], [], []
-        for k, p in enumerate(enrolled):
-            rows = rng.permutation(np.flatnonzero(lab == p))
-            gal += list(rows[:per])
-            own += [k] * per
-            pro += list(rows[per:])
-        gal, own, pro = np.array(gal), np.array(own), np.array(pro)
+        enrolled, gal, own, pro = H.draw_gallery(rng, lab, eligible, people, per)
         person_c = np.array([cg[gal[own == k]].mean() for k in range(people)])
 
         def score(rows):

@@ -97,14 +97,7 @@ def open_set_scores(emb, labels, rule: Rule, people=40, per_person=3, trials=20,
     rng = np.random.default_rng(seed)
     out = []
     for _ in range(trials):
-        enrolled = rng.choice(eligible, people, replace=False)
-        gal, owners, probes = [], [], []
-        for k, pid in enumerate(enrolled):
-            rows = rng.permutation(np.flatnonzero(labels == pid))
-            gal += list(rows[:per_person])
-            owners += [k] * per_person
-            probes += list(rows[per_person:])
-        gal, owners, probes = np.asarray(gal), np.asarray(owners), np.asarray(probes)
+        enrolled, gal, owners, probes = H.draw_gallery(rng, labels, eligible, people, per_person)
         strangers = np.flatnonzero(~np.isin(labels, enrolled))
 
         def best(rows):

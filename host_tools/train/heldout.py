@@ -127,6 +127,20 @@ def open_set(emb: np.ndarray, labels: np.ndarray, theta: float, people: int = 40
     return _open_set(emb, labels, theta, people, per_person, trials, seed, scale, gallery_match)
 
 
+def draw_gallery(rng: np.random.Generator, labels: np.ndarray, eligible: np.ndarray, people: int,
+                 per_person: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One random wearer gallery: (enrolled identities (people,), gallery rows, their owners 0..people-1, the
+    enrolled people's other rows: the probes).  Each enrols ``per_person`` of their images at random."""
+    enrolled = rng.choice(eligible, people, replace=False)
+    gal_rows, owners, probe_rows = [], [], []
+    for k, pid in enumerate(enrolled):
+        rows = rng.permutation(np.flatnonzero(labels == pid))
+        gal_rows += list(rows[:per_person])
+        owners += [k] * per_person
+        probe_rows += list(rows[per_person:])
+    return enrolled, np.asarray(gal_rows, np.int64), np.asarray(owners, np.int64), np.asarray(probe_rows, np.int64)
+
+
 def _open_set(emb, labels, theta: float, people: int, per_person: int, trials: int, seed: int,
               scale: np.ndarray | None, gallery_match: str = "nearest") -> OpenSet:
     """``open_set`` with each embedding's divisor given (None: 1, the board's rule)."""
@@ -145,15 +159,9 @@ def _open_set(emb, labels, theta: float, people: int, per_person: int, trials: i
     rng = np.random.default_rng(seed)
     named_s, ok_p, wrong_p, n_s, n_p = [], [], [], 0, 0
     for _ in range(trials):
-        enrolled = rng.choice(eligible, people, replace=False)
-        gal_rows, owners, probe_rows = [], [], []
-        for k, pid in enumerate(enrolled):
-            rows = rng.permutation(np.flatnonzero(labels == pid))
-            gal_rows += list(rows[:per_person])
-            owners += [k] * per_person
-            probe_rows += list(rows[per_person:])
+        enrolled, gal_rows, owners, probe_rows = draw_gallery(rng, labels, eligible, people, per_person)
         stranger_rows = np.flatnonzero(~np.isin(labels, enrolled))
-        gallery, owners = e[gal_rows], np.asarray(owners)
+        gallery = e[gal_rows]
         if gallery_match == "mean":
             gallery, owners = _templates(gallery, owners, people), np.arange(people)
 
