@@ -69,6 +69,7 @@ from wearface.kernels import qnet as qn
 from wearface.kernels.errors import KernelError
 
 from .errors import BundleError, BundleReason
+from .gallery import GALLERY_MATCHES  # manifest ``gallery_match``; the first: absent
 
 MAGIC = b"\x89WFB"
 FORMAT_VERSION = 1
@@ -95,8 +96,6 @@ NET_ROLES = ("align", "embed")
 DTYPES = {"int8": np.dtype("i1"), "uint8": np.dtype("u1"), "int32": np.dtype("<i4"), "float32": np.dtype("<f4")}
 LAYER_TYPES = {cls.__name__: cls for cls in (nets.Conv, nets.MaxPool, nets.Flatten, nets.Affine)}
 THRESHOLD_METRICS = ("l2", "l2_cohort")
-#: how the gallery measures the distance to an enrolled person (manifest ``gallery_match``; the first: absent)
-GALLERY_MATCHES = ("nearest", "mean")
 #: the longest ``threshold_by_count`` table
 THRESHOLD_BY_COUNT_MAX = 16
 #: a cohort tensor holds round(unit embedding x COHORT_SCALE) as int8; at most COHORT_MAX rows

@@ -40,6 +40,10 @@ import numpy as np
 
 from .errors import GalleryError
 
+#: how the distance to an enrolled person is taken (a bundle's ``gallery_match``; the first is the default):
+#: to their nearest enrolment embedding, or to their mean embedding (re-normalised)
+GALLERY_MATCHES = ("nearest", "mean")
+
 SCHEMA_VERSION = 2
 CROP_SHAPE = (112, 112, 3)
 MAX_NAME_CHARS = 64
@@ -235,8 +239,8 @@ class Gallery:
         (``bundle.threshold_by_count``); returns the names that need re-enrolment."""
         if cohort is not None and not 1 <= cohort_k <= len(cohort):
             raise GalleryError("bad_cohort", f"cohort_k {cohort_k} must be in 1..{len(cohort)} (the cohort's rows)")
-        if gallery_match not in ("nearest", "mean"):
-            raise GalleryError("bad_match", f"gallery_match {gallery_match!r:.40} must be 'nearest' or 'mean'")
+        if gallery_match not in GALLERY_MATCHES:
+            raise GalleryError("bad_match", f"gallery_match {gallery_match!r:.40} must be one of {GALLERY_MATCHES}")
         by_count = tuple(float(t) for t in threshold_by_count)
         if not all(np.isfinite(t) and t > 0 for t in by_count):
             raise GalleryError("bad_threshold", f"threshold_by_count {by_count!r:.80}: expected positive numbers")

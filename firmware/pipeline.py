@@ -265,7 +265,8 @@ class Pipeline:
             self.bus.publish(ev.DEBUG_EXPLAIN, track=track.id, frame=index, box=_box_json(box), crop=crop,
                              view=details["view"], alignment=details["correction"], name=match.name,
                              distance=match.distance, score=match.score,
-                             threshold=self.gallery.threshold_for(match.nearest),
+                             # the θ the decision met (None only with an empty gallery: the model's θ)
+                             threshold=self.gallery.threshold_for(None) if match.threshold is None else match.threshold,
                              distance_threshold=self.gallery.distance_threshold(track.mean_embedding(), match.nearest),
                              nearest=self.gallery.nearest(track.mean_embedding(), 3), n_embeddings=len(track.embeddings))
 

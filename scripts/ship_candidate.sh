@@ -10,8 +10,8 @@
 # Steps (~15 min on 2 shared vCPUs; 2 min 42 s on session 10's AVX-512 VNNI machine): build with a placeholder θ;
 # `wearface eval-heldout` (the bundle's own cohort and rule) chooses θ; the same build with that θ and MODEL_VERSION
 # into OUT; `eval-heldout --theta` and `eval-board` on it.
-# Figures land in OUT.heldout.json/.txt (3 enrolment images a person), OUT.heldout1/2.json/.txt (1 and 2) and
-# OUT.lfw.txt beside a temporary OUT (default /tmp/wf-ship).
+# Figures land in OUT.heldout.json/.txt (galleries with 3, 2 and 1 enrolment images a person, the held-out faces
+# embedded once) and OUT.lfw.txt beside a temporary OUT (default /tmp/wf-ship).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CKPT=${1:?embedding checkpoint (.pt)}; VERSION=${2:?model version, e.g. 1.4-a94}
@@ -35,21 +35,16 @@ build 0.74 placeholder "$PLACEHOLDER.wfb"
 # half's strangers, the 2,368,000-image one 2.49% (docs/RESULTS.md "The shipped bundle 1.4-a94").  One θ for each
 # enrolment count a person may have, 1, 2 and 3 or more (galleries of 40 people with that many images each): a
 # person's mean embedding over more images lies nearer both their own faces and strangers' (session 11).
-THETAS=()
-for N in 1 2 3; do
-  wearface eval-heldout "$PLACEHOLDER.wfb" --data "$DATA" --strangers 0.005 --per-person "$N" \
-    --json "$PLACEHOLDER.$N.json" --no-progress
-  # rounded down to 4 digits: a smaller θ names fewer strangers, never more
-  THETAS+=("$(python3 -c "import json, math, sys; print(math.floor(json.load(open(sys.argv[1]))['theta'] * 1e4) / 1e4)" \
-    "$PLACEHOLDER.$N.json")")
-done
+wearface eval-heldout "$PLACEHOLDER.wfb" --data "$DATA" --strangers 0.005 --per-person 1 2 3 \
+  --json "$PLACEHOLDER.json" --no-progress
+# rounded down to 4 digits: a smaller θ names fewer strangers, never more
+read -r -a THETAS <<< "$(python3 -c "import json, math, sys
+shapes = json.load(open(sys.argv[1]))['by_per_person']
+print(*(math.floor(shapes[n]['theta'] * 1e4) / 1e4 for n in '123'))" "$PLACEHOLDER.json")"
 THETA=${THETAS[2]}
 echo "θ from the held-out tune half, for 1, 2 and 3+ enrolment images: ${THETAS[*]}"
 build "$THETA" "$VERSION" "$OUT" --threshold-by-count "${THETAS[0]}" --threshold-by-count "${THETAS[1]}" \
   --threshold-by-count "${THETAS[2]}"
-wearface eval-heldout "$OUT" --data "$DATA" --theta "$THETA" --json "$REPORT.heldout.json" --no-progress | tee "$REPORT.heldout.txt"
-for N in 1 2; do
-  wearface eval-heldout "$OUT" --data "$DATA" --per-person "$N" --theta "${THETAS[$((N - 1))]}" \
-    --json "$REPORT.heldout$N.json" --no-progress | tee "$REPORT.heldout$N.txt"
-done
+wearface eval-heldout "$OUT" --data "$DATA" --per-person 3 2 1 --theta "${THETAS[2]}" "${THETAS[1]}" "${THETAS[0]}" \
+  --json "$REPORT.heldout.json" --no-progress | tee "$REPORT.heldout.txt"
 wearface eval-board "$OUT" --lfw "$DATA/lfw" --no-progress | tee "$REPORT.lfw.txt"

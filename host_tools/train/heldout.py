@@ -144,10 +144,10 @@ def draw_gallery(rng: np.random.Generator, labels: np.ndarray, eligible: np.ndar
 def _open_set(emb, labels, theta: float, people: int, per_person: int, trials: int, seed: int,
               scale: np.ndarray | None, gallery_match: str = "nearest") -> OpenSet:
     """``open_set`` with each embedding's divisor given (None: 1, the board's rule)."""
-    from wearface.firmware.gallery import _templates  # the board's own templates
+    from wearface.firmware.gallery import GALLERY_MATCHES, _templates  # the board's own templates
 
-    if gallery_match not in ("nearest", "mean"):
-        raise DataError(f"open set: gallery_match {gallery_match!r} (expected 'nearest' or 'mean')")
+    if gallery_match not in GALLERY_MATCHES:
+        raise DataError(f"open set: gallery_match {gallery_match!r} (expected one of {GALLERY_MATCHES})")
     labels = np.asarray(labels)
     e = np.asarray(emb, dtype=np.float32)
     scale = np.ones(len(e), np.float32) if scale is None else scale

@@ -99,7 +99,26 @@ def test_a_bundle_built_with_a_cohort_carries_it_rebuilds_and_eval_heldout_decid
                  "--per-person", "2", "--json", str(figures), "--no-progress"]) == 0
     assert json.loads(figures.read_text())["rule"].startswith("cohort-normalised (the bundle's)")
     assert json.loads(figures.read_text())["rule"].endswith("of its cohort of 12 < θ, k = 3")
+    # several gallery shapes in one run, the faces embedded once: each shape's figures as its own run gives them
+    one = json.loads(figures.read_text())
+    both = tmp_path / "both.json"
+    assert main(["eval-heldout", str(out), "--data", str(shared_data), "--identities", "24", "--people", "2",
+                 "--per-person", "2", "1", "--theta", str(one["theta"]), "0.5", "--json", str(both), "--no-progress"]) == 0
+    shapes = json.loads(both.read_text())["by_per_person"]
+    assert sorted(shapes) == ["1", "2"] and shapes["1"]["theta"] == 0.5 and shapes["1"]["per_person"] == 1
+    assert shapes["2"]["clean"] == one["clean"] and shapes["2"]["damaged"] == one["damaged"]
+    assert shapes["1"]["clean"]["open_set"]["per_person"] == 1 and shapes["2"]["theta_from"] == "given"
     capsys.readouterr()
     assert main(["bundle", "build", "-o", str(tmp_path / "x.wfb"), "--align", "random", "--embed", "random",
                  "--cohort", "12"]) != 0  # no --data, no --threshold
     assert "a cohort needs" in capsys.readouterr().err and not (tmp_path / "x.wfb").exists()
+
+
+@pytest.mark.parametrize("extra, complaint", [(["--per-person", "1", "2", "--theta", "0.5", "0.6", "0.7"], "3 --theta values"),
+                                              (["--per-person", "0"], "need counts >= 1")])
+def test_eval_heldout_refuses_mismatched_gallery_shapes_before_any_work(tmp_path, capsys, extra, complaint):
+    from wearface.host_tools.cli import main
+
+    # checked before the bundle or the data is read: neither exists here
+    assert main(["eval-heldout", str(tmp_path / "none.wfb"), "--data", str(tmp_path / "nowhere"), *extra]) != 0
+    assert complaint in capsys.readouterr().err
