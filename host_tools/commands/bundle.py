@@ -13,6 +13,7 @@ import base64
 import json
 from pathlib import Path
 
+from wearface.firmware.gallery import GALLERY_MATCHES
 from wearface.host_tools.errors import BundleBuildError, DataError, QuantizeError
 
 
@@ -60,7 +61,7 @@ def register(sub) -> None:
     p.add_argument("--mirror-average", action="store_true",
                    help="the board embeds a face as its crop's and the mirror image's embeddings averaged (two net "
                         "runs a face; its own embedding space; θ from `eval-heldout` on a bundle built so)")
-    p.add_argument("--gallery-match", choices=("nearest", "mean"), default="nearest",
+    p.add_argument("--gallery-match", choices=GALLERY_MATCHES, default=GALLERY_MATCHES[0],
                    help="the distance to an enrolled person: to their nearest embedding, or to their mean embedding "
                         "(θ from `eval-heldout` on a bundle built so)")
     p.add_argument("--threshold-by-count", type=float, action="append", metavar="θ_N",

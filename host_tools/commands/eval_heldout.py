@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 
+from wearface.firmware.gallery import GALLERY_MATCHES
 from wearface.host_tools.errors import DataError
 
 
@@ -33,7 +34,7 @@ def register(sub) -> None:
                    help="decide with the cohort-normalised rule, the cohort being N training identities (0: the "
                         "board's rule, distance < θ)")
     p.add_argument("--cohort-k", type=int, default=10, help="the cohort distance is the probe's k-th nearest (default 10)")
-    p.add_argument("--gallery-match", choices=("nearest", "mean"), default="",
+    p.add_argument("--gallery-match", choices=GALLERY_MATCHES, default="",
                    help="the distance to an enrolled person: to their nearest image or their mean embedding "
                         "(default: the bundle's own)")
     p.add_argument("--json", default="", help="write the figures to this JSON file (several --per-person: under "
