@@ -25,6 +25,7 @@ import numpy as np
 from wearface.firmware.board import boards_dir
 from wearface.firmware.bundle import read_bundle
 from wearface.firmware.gallery import _templates
+from wearface.host_tools.errors import DataError
 from wearface.host_tools.train import heldout as H
 from wearface.host_tools.train.board_path_eval import heldout_board_path
 
@@ -71,12 +72,16 @@ def main() -> int:
 
     print(f"{args.bundle}: {args.people} people x {args.per_person} images, θ at <= {args.strangers:.1%} of the tune "
           f"half's strangers; {len(set(ids.tolist()))} held-out identities")
-    rates = []
+    rates, short = [], 0
     for seed in range(args.splits):
         tune, report = H.tune_report_split(ids, seed=seed)
-        rates.append(H.open_set(hb.clean[report], ids[report], theta_on(tune), **kw).strangers_named)
+        try:
+            rates.append(H.open_set(hb.clean[report], ids[report], theta_on(tune), **kw).strangers_named)
+        except DataError:  # a half with fewer than --people identities that have more than --per-person images
+            short += 1
     r = 100 * np.asarray(rates)
-    print(f"1. {args.splits} random splits, the report half's strangers named (clean): median {np.median(r):.2f}%, "
+    print(f"1. {len(r)} random splits ({short} left out: a half too small for the gallery), the report half's "
+          f"strangers named (clean): median {np.median(r):.2f}%, "
           f"mean {r.mean():.2f}%, 10th-90th percentile {np.percentile(r, 10):.2f}-{np.percentile(r, 90):.2f}%, "
           f"max {r.max():.2f}%; over 2% in {(r > 2).sum()} of {len(r)}")
     tune, report = H.tune_report_split(ids)
