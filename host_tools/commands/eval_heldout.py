@@ -68,9 +68,14 @@ def run(args) -> int:
     from pathlib import Path
 
     from wearface.firmware.bundle import read_bundle
+    from wearface.host_tools.train import heldout as H
 
     carried = read_bundle(Path(args.bundle).read_bytes(), args.bundle)
-    shapes = [_one_gallery_shape(args, hb, carried, n, theta) for n, theta in zip(counts, thetas)]
+    _, report = H.tune_report_split(hb.identities)
+    # pair verification does not depend on the gallery shape: once for all shapes
+    verified = {name: H.verification(emb[report], hb.identities[report]) for name, emb in (("clean", hb.clean),
+                                                                                             ("damaged", hb.hard))}
+    shapes = [_one_gallery_shape(args, hb, carried, verified, n, theta) for n, theta in zip(counts, thetas)]
     if args.json:
         figures = shapes[0] if len(shapes) == 1 else {
             "bundle": args.bundle, "by_per_person": {str(n): f for n, f in zip(counts, shapes)}}
@@ -79,9 +84,10 @@ def run(args) -> int:
     return 0
 
 
-def _one_gallery_shape(args, hb, carried, per_person: int, theta: float) -> dict:
+def _one_gallery_shape(args, hb, carried, verified: dict, per_person: int, theta: float) -> dict:
     """θ (given, or chosen on the tune half) and the report half's figures for galleries of ``args.people`` people
-    with ``per_person`` enrolment images each; printed, and returned for the JSON file."""
+    with ``per_person`` enrolment images each (``verified``: the report half's pair verification, clean and
+    damaged); printed, and returned for the JSON file."""
     from wearface.firmware.bundle import decision_rule
     from wearface.host_tools.train import heldout as H
 
@@ -114,7 +120,7 @@ def _one_gallery_shape(args, hb, carried, per_person: int, theta: float) -> dict
     print(f"{'report half':<10} {'verif. acc':>10} {'TAR@1e-3':>9} {'strangers named':>16} {'named right':>12} "
           f"{'named wrong':>12}")
     for name, emb in (("clean", hb.clean), ("damaged", hb.hard)):
-        v = H.verification(emb[report], hb.identities[report])
+        v = verified[name]
         o = H.open_set(emb[report], hb.identities[report], theta, **gallery)
         figures[name] = {"verification": v.as_dict(), "open_set": o.as_dict()}
         print(f"{name:<10} {100 * v.balanced_accuracy:>9.2f}% {100 * v.tar_at_far_1e3:>8.2f}% {100 * o.strangers_named:>15.2f}% "
