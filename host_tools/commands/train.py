@@ -55,6 +55,8 @@ def register(sub) -> None:
     p.add_argument("--ema-decay", type=float, default=0.0, metavar="D",
                    help="keep an exponential moving average of the weights (decay D per step, e.g. 0.998): "
                         "OUT/ema.pt at every row, scored on the held-out identities beside the weights")
+    p.add_argument("--init", default="", metavar="CHECKPOINT",
+                   help="start from this checkpoint's weights (same net) with a fresh optimizer and schedule: a fine-tune")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run_train)
@@ -110,6 +112,7 @@ def run_train(args) -> int:
         hinge_weight=args.hinge_weight, all_faces=args.all_faces, extra_per_batch=args.extra_per_batch,
         video=tuple(args.video), video_bundle=args.video_bundle, video_stride=args.video_stride,
         pipeline=args.pipeline, damage=args.damage, select_on=args.select_on, ema_decay=args.ema_decay,
+        init=args.init,
     )
     Trainer(cfg, resume=args.resume, progress=not args.no_progress).run()
     return 0

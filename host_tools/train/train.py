@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import pickle
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -99,6 +100,7 @@ class TrainConfig:
     damage: float = 1.0  # memory pipeline: strength of the camera damage (batch_augment.Damage); 0 = geometry only
     select_on: str = "lfw_dev"  # best.pt by "lfw_dev" (View 1 test pairs) or "heldout" (held-out CelebA identities)
     ema_decay: float = 0.0  # > 0: keep an exponential moving average of the weights, per step (ema.pt at each row)
+    init: str = ""  # start from this checkpoint's weights (same net) with a fresh optimizer and schedule ("" = random)
     extra: dict = field(default_factory=dict)
 
 
@@ -231,6 +233,8 @@ class Trainer:
         if spec.output != "embedding":
             raise HostToolError(f"--net {cfg.net}: not an embedding net (the alignment net trains elsewhere)")
         self.model = build_torch_net(spec, batchnorm=cfg.batchnorm)
+        if cfg.init and not (resume and (self.out / "last.pt").is_file()):
+            self._init_weights(Path(cfg.init))
         if self.world > 1 and self.device.type == "cuda":
             self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
         self.model = self.model.to(self.device)
@@ -413,6 +417,25 @@ class Trainer:
             ckpt["model"], ckpt["ema_decay"] = self.ema.module.state_dict(), self.cfg.ema_decay
         torch.save(ckpt, tmp)
         os.replace(tmp, self.out / name)
+
+    def _init_weights(self, path: Path) -> None:
+        """The model's weights (and BatchNorm statistics) from ``path``, a training or shipped checkpoint of the same
+        net; only the weights: the optimizer, schedule and step start afresh (a fine-tune, unlike ``--resume``)."""
+        if not path.is_file():
+            raise HostToolError(f"--init {path}: checkpoint missing")
+        try:
+            ckpt = torch.load(path, map_location="cpu", weights_only=False)
+            net = ckpt["config"]["net"]
+            state = ckpt["model"]
+        except (KeyError, TypeError, RuntimeError, OSError, EOFError, pickle.UnpicklingError) as exc:
+            raise HostToolError(f"--init {path}: not a wearface checkpoint ({exc})") from None
+        if net != self.cfg.net:
+            raise HostToolError(f"--init {path}: a model-{net} checkpoint, but this run trains model {self.cfg.net}")
+        try:
+            self.model.load_state_dict(state)
+        except RuntimeError as exc:
+            raise HostToolError(f"--init {path}: its weights do not fit this net ({exc})") from None
+        self.log(f"init: weights from {path} (model {net}); optimizer and schedule start afresh")
 
     def _load(self, path: Path) -> None:
         ckpt = torch.load(path, map_location=self.device, weights_only=False)

@@ -157,3 +157,30 @@ def test_eval_every_steps_logs_rows_every_n_steps_and_at_the_end_never_per_epoch
     rows = Trainer(cfg, progress=False, log=lambda *_: None).run()
     assert [r["step"] for r in rows] == [4, 8]
     assert rows[0]["images_seen"] == 32 and rows[1]["images_seen"] == 64
+
+
+def test_init_starts_from_a_checkpoints_weights_with_a_fresh_schedule(tmp_path):
+    pack = _pack(tmp_path)
+    common = dict(data=str(pack), batch=8, k_per_identity=2, images=16, workers=0, warmup_steps=1, ckpt_every=2,
+                  val_batches=1, seed=3)
+    Trainer(TrainConfig(net="A", out=str(tmp_path / "a"), **common), progress=False, log=lambda *_: None).run()
+    source = torch.load(tmp_path / "a" / "last.pt", weights_only=False)
+    tuned = Trainer(TrainConfig(net="A", out=str(tmp_path / "b"), init=str(tmp_path / "a" / "last.pt"), **common),
+                    progress=False, log=lambda *_: None)
+    assert tuned.step == 0 and tuned.scheduler.last_epoch == 0  # a new schedule, not a resume
+    for k, v in source["model"].items():
+        assert torch.equal(tuned.model.state_dict()[k], v), k
+    fresh = Trainer(TrainConfig(net="A", out=str(tmp_path / "c"), **common), progress=False, log=lambda *_: None)
+    assert any(not torch.equal(fresh.model.state_dict()[k], v) for k, v in source["model"].items())
+    tuned.run()  # and it trains on from there
+    assert tuned.step == 2
+    with pytest.raises(HostToolError, match="model-A checkpoint, but this run trains model B"):
+        Trainer(TrainConfig(net="B", out=str(tmp_path / "d"), init=str(tmp_path / "a" / "last.pt"), **common),
+                progress=False, log=lambda *_: None)
+    with pytest.raises(HostToolError, match="checkpoint missing"):
+        Trainer(TrainConfig(net="A", out=str(tmp_path / "e"), init=str(tmp_path / "nope.pt"), **common),
+                progress=False, log=lambda *_: None)
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(HostToolError, match="not a wearface checkpoint"):
+        Trainer(TrainConfig(net="A", out=str(tmp_path / "f"), init=str(tmp_path / "junk.pt"), **common),
+                progress=False, log=lambda *_: None)
