@@ -11,8 +11,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${1:-../shared/data}
 OUT=models/runs/b_tune
+# --init on every start keeps the config equal on resume (where the trainer skips it: last.pt holds the weights)
 START=(--init models/checkpoints/model_b_long_ema_5000k.pt)
-[ -f "$OUT/last.pt" ] && START=(--resume)
+[ -f "$OUT/last.pt" ] && START+=(--resume)
 exec wearface train --net B --data "$DATA" --out "$OUT" --images 1000000 --batch 128 \
   --weighting balanced --distance-scale 4 --theta 5 --hinge-weight 0.3 --lr 5e-4 --warmup-steps 100 \
   --teacher "$DATA/teacher/teacher_dlib_v1.npz" --all-faces --extra-per-batch 10 \
